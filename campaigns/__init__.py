@@ -1,0 +1,1 @@
+"""Audiences, per-segment treatments, holdouts and conversion reports."""

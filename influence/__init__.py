@@ -1,0 +1,1 @@
+"""Influence and value scoring, segments, rankings and KOL review."""

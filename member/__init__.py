@@ -1,0 +1,1 @@
+"""Members, WeChat identities, legacy binding, points, tiers, coupons and orders."""

@@ -1,0 +1,1 @@
+"""Referral campaigns, codes, edges, qualification, rewards and fraud defences."""

@@ -1,0 +1,1 @@
+"""Inbound WeChat official-account callbacks: verify, decrypt, deduplicate, dispatch."""
