@@ -1,0 +1,203 @@
+"""HTTP kernel: the API object, the JSON error envelope, request ids, security headers, pagination."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest import Api as SmorestApi
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from scrm.errors import DomainError
+from scrm.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Only these request bodies are accepted on the JSON API; uploads declare their own.
+JSON_MIMETYPES = {"application/json"}
+UPLOAD_MIMETYPES = {"multipart/form-data"}
+
+_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
+    429: "rate_limited", 500: "internal_error", 503: "service_unavailable",
+}
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(metadata={"description": "Stable machine-readable error code"})
+    message = ma.fields.String(metadata={"description": "What went wrong, for people"})
+    details = ma.fields.Dict(metadata={"description": "Failing fields and other context"})
+
+
+class ErrorEnvelopeSchema(ma.Schema):
+    """Every error response: {"error": {"code", "message", "details"}}."""
+
+    error = ma.fields.Nested(ErrorBodySchema)
+
+
+def error_body(status: int, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code or _CODES.get(status, "error"), "message": message, "details": details or {}}}
+
+
+def error_response(status: int, message: str, *, code: str | None = None, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error_body(status, message, code=code, details=details))
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api with scrm's error envelope instead of its default payload."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:  # type: ignore[override]
+        return handle_http_exception(error)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    details: dict[str, Any] = {}
+    message = data.get("message") or error.description or error.name
+    if status == 400 and "Invalid JSON body" in str(data.get("messages", "")):
+        message = "The request body is not valid JSON."
+    errors = data.get("errors") or data.get("messages")
+    if errors:
+        details["fields"] = _flatten_locations(errors)
+        if status == 422:
+            message = "The request did not pass validation: " + ", ".join(sorted(details["fields"]))[:300]
+    if status == 405 and getattr(error, "valid_methods", None):
+        details["allowed"] = sorted(error.valid_methods)
+    if status >= 500:
+        message = "Internal server error."
+    headers = dict(data.get("headers") or {})
+    return error_response(status, message, details=details, headers=headers)
+
+
+def _flatten_locations(errors: Any) -> Any:
+    # webargs nests messages by location ({"json": {"field": [...]}}); clients care about fields.
+    if isinstance(errors, dict) and set(errors) <= {"json", "query", "form", "files", "headers", "view_args", "path"}:
+        merged: dict[str, Any] = {}
+        for location_errors in errors.values():
+            if isinstance(location_errors, dict):
+                merged.update(location_errors)
+            else:
+                merged["_schema"] = location_errors
+        return merged
+    return errors
+
+
+def handle_domain_error(error: DomainError) -> Response:
+    return error_response(error.status, error.message, code=error.code, details=error.details)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return handle_http_exception(error)
+    log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+    return handle_http_exception(InternalServerError())
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = incoming if _REQUEST_ID_OK.match(incoming) else secrets.token_hex(8)
+    g.request_id = rid
+    g._request_id_token = request_id_var.set(rid)
+
+
+def _check_request_body() -> Response | None:
+    if request.method not in {"POST", "PUT", "PATCH"} or not request.path.startswith(API_PREFIX):
+        return None
+    length = request.content_length
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and length is not None and length > limit:
+        return error_response(413, f"Request body is larger than {limit} bytes.")
+    if not length and not request.headers.get("Transfer-Encoding"):
+        return None
+    mimetype = request.mimetype
+    allowed = JSON_MIMETYPES | (UPLOAD_MIMETYPES if _accepts_upload() else set())
+    if mimetype not in allowed:
+        return error_response(415, f"Send the request body as {' or '.join(sorted(allowed))}.",
+                              details={"content_type": mimetype or None})
+    return None
+
+
+def _accepts_upload() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "accepts_upload", False))
+
+
+def accepts_upload(view: Any) -> Any:
+    """Mark a view that takes multipart uploads (the JSON-only check lets it through)."""
+    view.accepts_upload = True
+    return view
+
+
+def _finish_response(response: Response) -> Response:
+    rid = g.get("request_id")
+    if rid:
+        response.headers[REQUEST_ID_HEADER] = rid
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    if request.path.startswith(API_PREFIX) and not request.path.startswith(f"{API_PREFIX}/docs"):
+        headers.setdefault("Cache-Control", "no-store")
+        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    return response
+
+
+def _reset_request_id(_exc: BaseException | None = None) -> None:
+    token = g.pop("_request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+def init_http(app: Flask) -> None:
+    """Install request ids, the body checks, security headers and the error handlers."""
+    app.before_request(_assign_request_id)
+    app.before_request(_check_request_body)
+    app.after_request(_finish_response)
+    app.teardown_request(_reset_request_id)
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)
+
+
+class PageArgsSchema(ma.Schema):
+    """Query arguments of every list endpoint; `limit` is clamped to 1..100."""
+
+    limit = ma.fields.Integer(load_default=20, metadata={"description": "Items per page (1-100)"})
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10_000_000))
+
+    @ma.post_load
+    def clamp(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        data["limit"] = max(1, min(100, data["limit"]))
+        return data
+
+
+class PageMetaSchema(ma.Schema):
+    limit = ma.fields.Integer()
+    offset = ma.fields.Integer()
+    total = ma.fields.Integer()
+
+
+def page_schema(item_schema: type[ma.Schema]) -> type[ma.Schema]:
+    """A response schema {"items": [...], "page": {limit, offset, total}} for `item_schema`."""
+    name = item_schema.__name__.removesuffix("Schema") + "PageSchema"
+    return type(name, (ma.Schema,), {
+        "items": ma.fields.List(ma.fields.Nested(item_schema)),
+        "page": ma.fields.Nested(PageMetaSchema),
+    })

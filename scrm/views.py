@@ -1,0 +1,162 @@
+"""Kernel routes: health probes, staff sessions, staff users and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint as FlaskBlueprint
+from flask import jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import func, select, text
+
+from scrm import auth
+from scrm.context import db_session, ext
+from scrm.guards import STAFF_SECURITY, bearer_token, client_ip, staff_actor, staff_required
+from scrm.http import PageArgsSchema, page_schema
+from scrm.models import AuditEntry, StaffUser
+from scrm.ratelimit import RateLimiter
+from scrm.schemas import (
+    AuditEntrySchema,
+    AuditQueryArgsSchema,
+    StaffLoginSchema,
+    StaffTokenSchema,
+    StaffUserCreateSchema,
+    StaffUserSchema,
+    StaffUserUpdateSchema,
+)
+
+health_bp = FlaskBlueprint("health", __name__)
+
+
+@health_bp.get("/healthz")
+def healthz() -> Any:
+    """The process is alive."""
+    return jsonify(status="ok")
+
+
+@health_bp.get("/readyz")
+def readyz() -> Any:
+    """The database (and Redis, when configured) answer; 503 otherwise."""
+    checks: dict[str, str] = {}
+    scrm = ext()
+    try:
+        with scrm.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unavailable"
+    if scrm.redis is not None:
+        try:
+            scrm.redis.ping()
+            checks["redis"] = "ok"
+        except Exception:
+            checks["redis"] = "unavailable"
+    ready = all(value == "ok" for value in checks.values())
+    response = jsonify(status="ready" if ready else "unavailable", checks=checks)
+    response.status_code = 200 if ready else 503
+    return response
+
+
+staff_bp = Blueprint("staff", __name__, url_prefix="/api/v1/staff", description="Staff sessions, users and audit log")
+
+
+def limiter() -> RateLimiter:
+    return ext().services.setdefault("rate_limiter", RateLimiter(ext().redis))
+
+
+@staff_bp.route("/session")
+class StaffSessionView(MethodView):
+    @staff_bp.arguments(StaffLoginSchema)
+    @staff_bp.response(201, StaffTokenSchema)
+    @staff_bp.alt_response(401, description="Invalid username or password")
+    @staff_bp.alt_response(429, description="Too many login attempts")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Log in with a username and password; returns a bearer token."""
+        per_min = ext().config.staff_login_rate_per_min
+        limiter().hit(f"staff-login:ip:{client_ip()}", limit=per_min * 3, window_s=60)
+        limiter().hit(f"staff-login:user:{data['username'].lower()}", limit=per_min, window_s=60)
+        session = db_session()
+        issued = auth.login_staff(session, username=data["username"], password=data["password"],
+                                  ttl_s=ext().config.staff_token_ttl_s)
+        session.commit()
+        return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "user": issued.user}
+
+    @staff_bp.response(204)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required()
+    def delete(self) -> None:
+        """Log out: revoke the token used for this request."""
+        session = db_session()
+        auth.logout_staff(session, bearer_token() or "")
+        session.commit()
+
+
+@staff_bp.route("/me")
+class StaffMeView(MethodView):
+    @staff_bp.response(200, StaffUserSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required()
+    def get(self) -> Any:
+        """The staff user behind the token."""
+        from scrm.guards import current_staff
+
+        return current_staff()
+
+
+@staff_bp.route("/users")
+class StaffUsersView(MethodView):
+    @staff_bp.arguments(PageArgsSchema, location="query")
+    @staff_bp.response(200, page_schema(StaffUserSchema))
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def get(self, page: dict[str, Any]) -> Any:
+        """List staff users (admin)."""
+        session = db_session()
+        total = session.scalar(select(func.count()).select_from(StaffUser))
+        items = session.scalars(select(StaffUser).order_by(StaffUser.id).limit(page["limit"]).offset(page["offset"]))
+        return {"items": list(items), "page": {**page, "total": total}}
+
+    @staff_bp.arguments(StaffUserCreateSchema)
+    @staff_bp.response(201, StaffUserSchema)
+    @staff_bp.alt_response(409, description="Username taken")
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create a staff user (admin)."""
+        session = db_session()
+        user = auth.create_staff_user(session, actor=staff_actor(), **data)
+        session.commit()
+        return user
+
+
+@staff_bp.route("/users/<int:user_id>")
+class StaffUserView(MethodView):
+    @staff_bp.arguments(StaffUserUpdateSchema)
+    @staff_bp.response(200, StaffUserSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def patch(self, data: dict[str, Any], user_id: int) -> Any:
+        """Change a staff user's role, name, password or active flag (admin)."""
+        session = db_session()
+        user = auth.update_staff_user(session, user_id, actor=staff_actor(), **data)
+        session.commit()
+        return user
+
+
+@staff_bp.route("/audit")
+class AuditLogView(MethodView):
+    @staff_bp.arguments(AuditQueryArgsSchema, location="query", as_kwargs=True)
+    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
+    @staff_bp.response(200, page_schema(AuditEntrySchema))
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("auditor")
+    def get(self, page: dict[str, Any], **filters: Any) -> Any:
+        """Search the audit log, newest first (admin, auditor)."""
+        session = db_session()
+        query = select(AuditEntry)
+        for name, value in filters.items():
+            query = query.where(getattr(AuditEntry, name) == value)
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        items = session.scalars(query.order_by(AuditEntry.id.desc()).limit(page["limit"]).offset(page["offset"]))
+        return {"items": list(items), "page": {**page, "total": total}}
