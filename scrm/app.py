@@ -60,11 +60,16 @@ def configure_flask(app: Flask, config: Config) -> None:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         API_SPEC_OPTIONS={
             "info": {"description": "WeChat-first social CRM: member centre, staff and KOL-manager API."},
-            "components": {"securitySchemes": {
-                "staffToken": {"type": "http", "scheme": "bearer", "description": "POST /api/v1/staff/session"},
-                "memberToken": {"type": "http", "scheme": "bearer",
-                                "description": "Issued after a WeChat code exchange"},
-            }},
+            "components": {
+                "securitySchemes": {
+                    "staffToken": {"type": "http", "scheme": "bearer", "description": "POST /api/v1/staff/session"},
+                    "memberToken": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "Issued after a WeChat code exchange",
+                    },
+                }
+            },
         },
     )
 

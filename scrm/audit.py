@@ -24,13 +24,29 @@ class Actor:
         return cls("system")
 
 
-def record(session: Session, actor: Actor, action: str, *, target_type: str, target_id: Any = None,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
-           reason: str | None = None) -> AuditEntry:
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    target_type: str,
+    target_id: Any = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditEntry:
     """Append an audit row in the caller's transaction (it commits or rolls back with the change)."""
-    entry = AuditEntry(actor_type=actor.type, actor_id=actor.id, action=action, target_type=target_type,
-                       target_id=None if target_id is None else str(target_id), before=before, after=after,
-                       reason=reason, request_id=request_id_var.get())
+    entry = AuditEntry(
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        before=before,
+        after=after,
+        reason=reason,
+        request_id=request_id_var.get(),
+    )
     session.add(entry)
     session.flush()
     return entry

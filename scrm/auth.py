@@ -32,12 +32,17 @@ def _digest(token: str) -> str:
 
 def staff_snapshot(user: StaffUser) -> dict[str, object]:
     """The audited view of a staff user (never the password hash)."""
-    return {"username": user.username, "role": user.role, "display_name": user.display_name,
-            "is_active": user.is_active}
+    return {
+        "username": user.username,
+        "role": user.role,
+        "display_name": user.display_name,
+        "is_active": user.is_active,
+    }
 
 
-def create_staff_user(session: Session, *, username: str, password: str, role: str,
-                      display_name: str | None = None, actor: audit.Actor) -> StaffUser:
+def create_staff_user(
+    session: Session, *, username: str, password: str, role: str, display_name: str | None = None, actor: audit.Actor
+) -> StaffUser:
     """Create a staff user with a hashed password.
 
     Raises:
@@ -47,22 +52,32 @@ def create_staff_user(session: Session, *, username: str, password: str, role: s
     if role not in STAFF_ROLES:
         raise InvalidInput(f"role must be one of {', '.join(STAFF_ROLES)}", details={"fields": {"role": ["unknown"]}})
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
-                           details={"fields": {"password": ["too short"]}})
+        raise InvalidInput(
+            f"password must have at least {MIN_PASSWORD_LENGTH} characters",
+            details={"fields": {"password": ["too short"]}},
+        )
     username = username.strip()
     if session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise Conflict("username already taken", code="username_taken")
     user = StaffUser(username=username, password_hash=hash_password(password), role=role, display_name=display_name)
     session.add(user)
     session.flush()
-    audit.record(session, actor, "staff_user.create", target_type="staff_user", target_id=user.id,
-                 after=staff_snapshot(user))
+    audit.record(
+        session, actor, "staff_user.create", target_type="staff_user", target_id=user.id, after=staff_snapshot(user)
+    )
     return user
 
 
-def update_staff_user(session: Session, user_id: int, *, actor: audit.Actor, role: str | None = None,
-                      display_name: str | None = None, is_active: bool | None = None,
-                      password: str | None = None) -> StaffUser:
+def update_staff_user(
+    session: Session,
+    user_id: int,
+    *,
+    actor: audit.Actor,
+    role: str | None = None,
+    display_name: str | None = None,
+    is_active: bool | None = None,
+    password: str | None = None,
+) -> StaffUser:
     """Change a staff user's role, name, activity or password; deactivation revokes their sessions."""
     user = session.get(StaffUser, user_id)
     if user is None:
@@ -86,14 +101,18 @@ def update_staff_user(session: Session, user_id: int, *, actor: audit.Actor, rol
     after = staff_snapshot(user)
     if password is not None:
         after["password_changed"] = True
-    audit.record(session, actor, "staff_user.update", target_type="staff_user", target_id=user.id,
-                 before=before, after=after)
+    audit.record(
+        session, actor, "staff_user.update", target_type="staff_user", target_id=user.id, before=before, after=after
+    )
     return user
 
 
 def revoke_staff_sessions(session: Session, user_id: int) -> None:
-    session.execute(update(StaffSession).where(StaffSession.staff_user_id == user_id,
-                                               StaffSession.revoked_at.is_(None)).values(revoked_at=utcnow()))
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.staff_user_id == user_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +134,14 @@ def login_staff(session: Session, *, username: str, password: str, ttl_s: int) -
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    session.add(StaffSession(token_digest=_digest(token), staff_user_id=user.id, created_at=now,
-                             expires_at=now + timedelta(seconds=ttl_s)))
+    session.add(
+        StaffSession(
+            token_digest=_digest(token),
+            staff_user_id=user.id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_s),
+        )
+    )
     user.last_login_at = now
     session.flush()
     return IssuedStaffToken(token=token, user=user, expires_in=ttl_s)
@@ -129,7 +154,8 @@ def staff_for_token(session: Session, token: str) -> StaffUser:
         Unauthorized: unknown, expired or revoked token, or an inactive user.
     """
     row = session.execute(
-        select(StaffSession, StaffUser).join(StaffUser, StaffUser.id == StaffSession.staff_user_id)
+        select(StaffSession, StaffUser)
+        .join(StaffUser, StaffUser.id == StaffSession.staff_user_id)
         .where(StaffSession.token_digest == _digest(token))
     ).first()
     if row is None:
@@ -141,8 +167,7 @@ def staff_for_token(session: Session, token: str) -> StaffUser:
 
 
 def logout_staff(session: Session, token: str) -> None:
-    session.execute(update(StaffSession).where(StaffSession.token_digest == _digest(token))
-                    .values(revoked_at=utcnow()))
+    session.execute(update(StaffSession).where(StaffSession.token_digest == _digest(token)).values(revoked_at=utcnow()))
 
 
 @dataclass(frozen=True)

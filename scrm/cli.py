@@ -60,18 +60,33 @@ def serve(ctx: AppContext, host: str, port: int, sweeper: bool | None) -> None:
     app = ctx.app
     config = app.extensions["scrm"].config
     if sweeper if sweeper is not None else config.is_embedded:
-        threading.Thread(target=sweeper_loop, args=(app,), kwargs={"interval_s": config.outbox_sweep_interval_s},
-                         daemon=True, name="scrm-sweeper").start()
+        threading.Thread(
+            target=sweeper_loop,
+            args=(app,),
+            kwargs={"interval_s": config.outbox_sweep_interval_s},
+            daemon=True,
+            name="scrm-sweeper",
+        ).start()
     mode = "embedded (in-process jobs)" if config.is_embedded else "rq workers"
     click.echo(f"scrm serving on http://{host}:{port} — jobs: {mode}; API docs at /api/v1/docs", err=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @main.command()
-@click.option("--queues", "-q", default="callbacks,default,analytics", show_default=True,
-              help="Comma-separated queues, highest priority first")
-@click.option("--worker-class", type=click.Choice(["simple", "fork"]), default="simple", show_default=True,
-              help="simple: jobs run in the worker process; fork: a work horse per job (analytics)")
+@click.option(
+    "--queues",
+    "-q",
+    default="callbacks,default,analytics",
+    show_default=True,
+    help="Comma-separated queues, highest priority first",
+)
+@click.option(
+    "--worker-class",
+    type=click.Choice(["simple", "fork"]),
+    default="simple",
+    show_default=True,
+    help="simple: jobs run in the worker process; fork: a work horse per job (analytics)",
+)
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty")
 @pass_ctx
 def worker(ctx: AppContext, queues: str, worker_class: str, burst: bool) -> None:
@@ -79,8 +94,7 @@ def worker(ctx: AppContext, queues: str, worker_class: str, burst: bool) -> None
     from scrm.jobs import run_worker
 
     try:
-        run_worker(ctx.app, [q.strip() for q in queues.split(",") if q.strip()], worker_class=worker_class,
-                   burst=burst)
+        run_worker(ctx.app, [q.strip() for q in queues.split(",") if q.strip()], worker_class=worker_class, burst=burst)
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -103,8 +117,9 @@ def sweeper(ctx: AppContext, interval: float | None, once: bool) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with contextlib.suppress(KeyboardInterrupt):
-        sweeper_loop(app, interval_s=interval or app.extensions["scrm"].config.outbox_sweep_interval_s,
-                     stop=stopping.is_set)
+        sweeper_loop(
+            app, interval_s=interval or app.extensions["scrm"].config.outbox_sweep_interval_s, stop=stopping.is_set
+        )
 
 
 @main.group()
@@ -158,8 +173,9 @@ def outbox_drain(ctx: AppContext, queues: tuple[str, ...]) -> None:
     scrm = ctx.app.extensions["scrm"]
     with ctx.app.app_context():
         for queue in queues or QUEUES:
-            result = drain(scrm.db, queue, batch_size=scrm.config.outbox_batch_size,
-                           max_attempts=scrm.config.outbox_max_attempts)
+            result = drain(
+                scrm.db, queue, batch_size=scrm.config.outbox_batch_size, max_attempts=scrm.config.outbox_max_attempts
+            )
             click.echo(f"{queue}: {result.done} done, {result.failed} failed, {result.dead} dead")
 
 
@@ -170,8 +186,12 @@ def staff() -> None:
 
 @staff.command("create")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "campaign_manager", "kol_manager", "analyst", "auditor"]),
-              default="admin", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "campaign_manager", "kol_manager", "analyst", "auditor"]),
+    default="admin",
+    show_default=True,
+)
 @click.option("--password", envvar="SCRM_STAFF_PASSWORD", help="Default: prompt (or $SCRM_STAFF_PASSWORD)")
 @click.option("--display-name")
 @pass_ctx
@@ -187,8 +207,14 @@ def staff_create(ctx: AppContext, username: str, role: str, password: str | None
         raise click.ClickException("give --password, $SCRM_STAFF_PASSWORD or type it at the prompt")
     try:
         with ctx.app.extensions["scrm"].db.transaction() as session:
-            user = auth.create_staff_user(session, username=username, password=password, role=role,
-                                          display_name=display_name, actor=Actor.system())
+            user = auth.create_staff_user(
+                session,
+                username=username,
+                password=password,
+                role=role,
+                display_name=display_name,
+                actor=Actor.system(),
+            )
             user_id = user.id
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
@@ -210,8 +236,14 @@ def demo(ctx: AppContext) -> None:
             click.echo("demo already seeded (staff user demo-admin exists)")
             return
         password = secrets.token_urlsafe(12)
-        auth.create_staff_user(session, username="demo-admin", password=password, role="admin",
-                               display_name="Demo admin", actor=Actor.system())
+        auth.create_staff_user(
+            session,
+            username="demo-admin",
+            password=password,
+            role="admin",
+            display_name="Demo admin",
+            actor=Actor.system(),
+        )
     click.echo(f"demo admin: username demo-admin, password {password}")
 
 

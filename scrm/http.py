@@ -25,9 +25,18 @@ JSON_MIMETYPES = {"application/json"}
 UPLOAD_MIMETYPES = {"multipart/form-data"}
 
 _CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
-    429: "rate_limited", 500: "internal_error", 503: "service_unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
 }
 
 
@@ -47,8 +56,14 @@ def error_body(status: int, message: str, *, code: str | None = None, details: d
     return {"error": {"code": code or _CODES.get(status, "error"), "message": message, "details": details or {}}}
 
 
-def error_response(status: int, message: str, *, code: str | None = None, details: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     response = jsonify(error_body(status, message, code=code, details=details))
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -128,8 +143,9 @@ def _check_request_body() -> Response | None:
     mimetype = request.mimetype
     allowed = JSON_MIMETYPES | (UPLOAD_MIMETYPES if _accepts_upload() else set())
     if mimetype not in allowed:
-        return error_response(415, f"Send the request body as {' or '.join(sorted(allowed))}.",
-                              details={"content_type": mimetype or None})
+        return error_response(
+            415, f"Send the request body as {' or '.join(sorted(allowed))}.", details={"content_type": mimetype or None}
+        )
     return None
 
 
@@ -197,7 +213,11 @@ class PageMetaSchema(ma.Schema):
 def page_schema(item_schema: type[ma.Schema]) -> type[ma.Schema]:
     """A response schema {"items": [...], "page": {limit, offset, total}} for `item_schema`."""
     name = item_schema.__name__.removesuffix("Schema") + "PageSchema"
-    return type(name, (ma.Schema,), {
-        "items": ma.fields.List(ma.fields.Nested(item_schema)),
-        "page": ma.fields.Nested(PageMetaSchema),
-    })
+    return type(
+        name,
+        (ma.Schema,),
+        {
+            "items": ma.fields.List(ma.fields.Nested(item_schema)),
+            "page": ma.fields.Nested(PageMetaSchema),
+        },
+    )

@@ -119,14 +119,28 @@ class RqRunner:
             return
         generation = self.redis.incr(DRAIN_GENERATION_KEY.format(queue=name))
         self.queue(name).enqueue(
-            DRAIN_JOB, name, job_id=job_id("outbox", "drain", name, generation), retry=Retry(max=3, interval=[1, 5, 15]),
-            result_ttl=0, failure_ttl=24 * 3600, job_timeout=self.job_timeout, description=f"drain outbox {name}")
+            DRAIN_JOB,
+            name,
+            job_id=job_id("outbox", "drain", name, generation),
+            retry=Retry(max=3, interval=[1, 5, 15]),
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            job_timeout=self.job_timeout,
+            description=f"drain outbox {name}",
+        )
 
     def run_function(self, func_path: str, kwargs: dict[str, Any], *, queue: str, job_id: str) -> None:
         from rq import Retry
 
-        self.queue(queue).enqueue(func_path, kwargs=kwargs, job_id=job_id, retry=Retry(max=3, interval=[5, 30, 120]),
-                                  result_ttl=3600, failure_ttl=7 * 24 * 3600, job_timeout=self.job_timeout)
+        self.queue(queue).enqueue(
+            func_path,
+            kwargs=kwargs,
+            job_id=job_id,
+            retry=Retry(max=3, interval=[5, 30, 120]),
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=self.job_timeout,
+        )
 
 
 def install_after_commit(db: Database, runner_getter: Callable[[], JobRunner]) -> None:
@@ -153,8 +167,9 @@ def drain_job(queue: str) -> dict[str, int]:
     ext = app.extensions["scrm"]
     ext.runner.redis.delete(DRAIN_QUEUED_KEY.format(queue=queue))
     config = ext.config
-    result: DrainResult = outbox.drain(ext.db, queue, batch_size=config.outbox_batch_size,
-                                       max_attempts=config.outbox_max_attempts)
+    result: DrainResult = outbox.drain(
+        ext.db, queue, batch_size=config.outbox_batch_size, max_attempts=config.outbox_max_attempts
+    )
     return {"done": result.done, "failed": result.failed, "dead": result.dead}
 
 
@@ -183,7 +198,9 @@ def run_due_periodic(app: Flask, *, now: float | None = None) -> list[str]:
             continue
         ext.periodic_slots[job.name] = slot
         try:
-            ext.runner.run_function(job.func, dict(job.kwargs), queue=job.queue, job_id=job_id("periodic", job.name, slot))
+            ext.runner.run_function(
+                job.func, dict(job.kwargs), queue=job.queue, job_id=job_id("periodic", job.name, slot)
+            )
             started.append(job.name)
         except Exception:
             log.exception("periodic job failed to start", extra={"job": job.name})
@@ -202,8 +219,9 @@ def sweeper_loop(app: Flask, *, interval_s: float, stop: Callable[[], bool] = la
         time.sleep(interval_s)
 
 
-def run_worker(app: Flask, queues: list[str], *, worker_class: str = "simple", burst: bool = False,
-               with_scheduler: bool = True) -> bool:
+def run_worker(
+    app: Flask, queues: list[str], *, worker_class: str = "simple", burst: bool = False, with_scheduler: bool = True
+) -> bool:
     """Run an rq worker on `queues` inside `app`'s context.
 
     `simple` (rq's SimpleWorker, the default) runs jobs in the worker process: no fork per job,

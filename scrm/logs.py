@@ -41,8 +41,9 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: (_REDACTED if re.search(_SENSITIVE_NAMES, str(k), re.I) else _redact_value(v))
-                for k, v in value.items()}
+        return {
+            k: (_REDACTED if re.search(_SENSITIVE_NAMES, str(k), re.I) else _redact_value(v)) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_redact_value(v) for v in value]
     return value
@@ -64,7 +65,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         for key, value in list(record.__dict__.items()):
             if key not in _RESERVED:
-                record.__dict__[key] = _redact_value(value)
+                record.__dict__[key] = _redact_value({key: value})[key]
         record.request_id = request_id_var.get()
         return True
 

@@ -25,8 +25,13 @@ class OutboxMessage(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ('{OUTBOX_PENDING}', '{OUTBOX_DONE}', '{OUTBOX_DEAD}')", name="status"),
         # The relay's claim query: due rows of one queue, oldest first.
-        Index("ix_outbox_due", "queue", "available_at", postgresql_where=text("status = 'pending'"),
-              sqlite_where=text("status = 'pending'")),
+        Index(
+            "ix_outbox_due",
+            "queue",
+            "available_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[intpk]

@@ -79,8 +79,16 @@ def emit(session: Session, kind: str, payload: dict[str, Any], *, key: str | Non
     if spec is None:
         raise ValueError(f"no outbox handler registered for {kind!r}")
     now = utcnow()
-    values = {"kind": kind, "queue": spec.queue, "key": key, "payload": payload, "status": OUTBOX_PENDING,
-              "attempts": 0, "available_at": now, "created_at": now}
+    values = {
+        "kind": kind,
+        "queue": spec.queue,
+        "key": key,
+        "payload": payload,
+        "status": OUTBOX_PENDING,
+        "attempts": 0,
+        "available_at": now,
+        "created_at": now,
+    }
     dialect = session.get_bind().dialect.name
     if key is not None and dialect in ("postgresql", "sqlite"):
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -127,8 +135,9 @@ def drain_batch(db: Database, queue: str, *, batch_size: int, max_attempts: int)
         now = utcnow()
         claim = (
             select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.attempts)
-            .where(OutboxMessage.status == OUTBOX_PENDING, OutboxMessage.queue == queue,
-                   OutboxMessage.available_at <= now)
+            .where(
+                OutboxMessage.status == OUTBOX_PENDING, OutboxMessage.queue == queue, OutboxMessage.available_at <= now
+            )
             .order_by(OutboxMessage.id)
             .limit(batch_size)
             .with_for_update(skip_locked=True)
@@ -147,29 +156,39 @@ def drain_batch(db: Database, queue: str, *, batch_size: int, max_attempts: int)
                 dead = attempts >= max_attempts
                 error = f"{type(exc).__name__}: {exc}"[:1000]
                 session.execute(
-                    update(OutboxMessage).where(OutboxMessage.id == row.id).values(
-                        attempts=attempts, last_error=error,
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)
+                    .values(
+                        attempts=attempts,
+                        last_error=error,
                         status=OUTBOX_DEAD if dead else OUTBOX_PENDING,
-                        available_at=now + retry_delay(attempts)))
+                        available_at=now + retry_delay(attempts),
+                    )
+                )
                 result.failed += 1
                 result.dead += int(dead)
                 result.errors.append(f"#{row.id} {row.kind}: {error}")
-                log.warning("outbox row failed", extra={"outbox_id": row.id, "kind": row.kind,
-                                                        "attempts": attempts, "dead": dead, "error": error})
+                log.warning(
+                    "outbox row failed",
+                    extra={"outbox_id": row.id, "kind": row.kind, "attempts": attempts, "dead": dead, "error": error},
+                )
             else:
                 done_ids.append(row.id)
         if done_ids:
             session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_(done_ids))
-                .values(status=OUTBOX_DONE, done_at=now, attempts=OutboxMessage.attempts + 1))
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(done_ids))
+                .values(status=OUTBOX_DONE, done_at=now, attempts=OutboxMessage.attempts + 1)
+            )
         result.done = len(done_ids)
         if not rows:
             result.batches = 0
     return result
 
 
-def drain(db: Database, queue: str, *, batch_size: int = 200, max_attempts: int = 8,
-          max_batches: int | None = None) -> DrainResult:
+def drain(
+    db: Database, queue: str, *, batch_size: int = 200, max_attempts: int = 8, max_batches: int | None = None
+) -> DrainResult:
     """Drain `queue` batch by batch until no due row is left (or `max_batches` ran)."""
     total = DrainResult()
     while max_batches is None or total.batches < max_batches:
@@ -195,8 +214,10 @@ def due_queues(session: Session, *, stale_after_s: float) -> dict[str, int]:
 def backlog(session: Session) -> dict[str, int]:
     """Pending rows per queue (for /readyz-style monitoring and the CLI)."""
     rows = session.execute(
-        select(OutboxMessage.queue, func.count()).where(OutboxMessage.status == OUTBOX_PENDING)
-        .group_by(OutboxMessage.queue)).all()
+        select(OutboxMessage.queue, func.count())
+        .where(OutboxMessage.status == OUTBOX_PENDING)
+        .group_by(OutboxMessage.queue)
+    ).all()
     return {queue: count for queue, count in rows}
 
 

@@ -77,8 +77,9 @@ class StaffSessionView(MethodView):
         limiter().hit(f"staff-login:ip:{client_ip()}", limit=per_min * 3, window_s=60)
         limiter().hit(f"staff-login:user:{data['username'].lower()}", limit=per_min, window_s=60)
         session = db_session()
-        issued = auth.login_staff(session, username=data["username"], password=data["password"],
-                                  ttl_s=ext().config.staff_token_ttl_s)
+        issued = auth.login_staff(
+            session, username=data["username"], password=data["password"], ttl_s=ext().config.staff_token_ttl_s
+        )
         session.commit()
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "user": issued.user}
 

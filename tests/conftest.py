@@ -69,8 +69,13 @@ def redis_client(redis_url: str) -> Iterator[Redis]:
 
 
 def make_config(**overrides: Any) -> Config:
-    values: dict[str, Any] = {"env": "test", "secret_key": TEST_SECRET_KEY, "log_json": False,
-                              "database_url": TEST_DATABASE_URL, "redis_url": None}
+    values: dict[str, Any] = {
+        "env": "test",
+        "secret_key": TEST_SECRET_KEY,
+        "log_json": False,
+        "database_url": TEST_DATABASE_URL,
+        "redis_url": None,
+    }
     values.update(overrides)
     return Config(**values)
 
@@ -154,8 +159,13 @@ class StaffAuth:
         self._counter += 1
         db: Database = self.app.extensions["scrm"].db
         with db.transaction() as session:
-            user = auth.create_staff_user(session, username=f"{role}-{self._counter}", password="correct horse battery",
-                                          role=role, actor=Actor.system())
+            user = auth.create_staff_user(
+                session,
+                username=f"{role}-{self._counter}",
+                password="correct horse battery",
+                role=role,
+                actor=Actor.system(),
+            )
             issued = auth.login_staff(session, username=user.username, password="correct horse battery", ttl_s=600)
         return {"Authorization": f"Bearer {issued.token}"}
 

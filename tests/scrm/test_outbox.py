@@ -17,7 +17,7 @@ from scrm import jobs, outbox
 from scrm.app import create_app
 from scrm.db import Database
 from scrm.models import OUTBOX_DEAD, OUTBOX_DONE, OUTBOX_PENDING, AuditEntry, OutboxMessage
-from tests.conftest import TEST_SECRET_KEY, make_config
+from tests.conftest import TEST_SECRET_KEY
 from tests.scrm import outbox_kinds  # noqa: F401 - registers the test kinds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def effects(db: Database, key: str) -> int:
     with db.transaction() as session:
-        return session.scalar(select(func.count()).select_from(AuditEntry)
-                              .where(AuditEntry.action == "test.effect", AuditEntry.target_id == key))
+        return session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "test.effect", AuditEntry.target_id == key)
+        )
 
 
 def status_of(db: Database, row_id: int) -> str:
@@ -43,8 +46,9 @@ def test_in_process_mode_runs_the_effect_after_commit_once(app: Flask, db: Datab
     with db.transaction() as session:
         row_id = outbox.emit(session, "test.effect", {"key": "a"})
         # Inside the transaction nothing has run yet.
-        assert session.scalar(select(func.count()).select_from(AuditEntry)
-                              .where(AuditEntry.action == "test.effect")) == 0
+        assert (
+            session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "test.effect")) == 0
+        )
     assert effects(db, "a") == 1
     assert status_of(db, row_id) == OUTBOX_DONE
     # Draining again finds nothing due: the same row never runs twice.
@@ -93,14 +97,28 @@ def test_failing_handler_backs_off_then_dies_without_blocking_others(app: Flask,
 
 def worker_env(app: Flask) -> dict[str, str]:
     config = app.extensions["scrm"].config
-    return {**os.environ, "SCRM_DATABASE_URL": config.database_url, "SCRM_REDIS_URL": config.redis_url,
-            "SCRM_ENV": "test", "SCRM_SECRET_KEY": TEST_SECRET_KEY, "SCRM_PLUGINS": "tests.scrm.outbox_kinds",
-            "SCRM_LOG_JSON": "0", "PYTHONPATH": str(REPO_ROOT)}
+    return {
+        **os.environ,
+        "SCRM_DATABASE_URL": config.database_url,
+        "SCRM_REDIS_URL": config.redis_url,
+        "SCRM_ENV": "test",
+        "SCRM_SECRET_KEY": TEST_SECRET_KEY,
+        "SCRM_PLUGINS": "tests.scrm.outbox_kinds",
+        "SCRM_LOG_JSON": "0",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
 
 
 def run_burst_worker(app: Flask, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scrm", "worker", "--burst", "-q", "default"], env=worker_env(app),
-                          cwd=REPO_ROOT, timeout=timeout, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scrm", "worker", "--burst", "-q", "default"],
+        env=worker_env(app),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_rq_mode_enqueues_one_drain_for_many_rows(committed_app: Flask, redis_client):
@@ -156,9 +174,14 @@ def test_worker_killed_mid_job_reruns_and_the_effect_happens_once(committed_app:
     db = committed_app.extensions["scrm"].db
     with db.transaction() as session:
         row_id = outbox.emit(session, "test.block", {"key": "killed"})
-    worker = subprocess.Popen([sys.executable, "-m", "scrm", "worker", "-q", "default"], env=worker_env(committed_app),
-                              cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "scrm", "worker", "-q", "default"],
+        env=worker_env(committed_app),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not redis_client.exists("test:inside:killed"):

@@ -1,0 +1,1 @@
+"""Benchmarks: each measures scrm against its anchor in one run and ends with one JSON line."""

@@ -1,0 +1,114 @@
+"""The HTTP kernel: every error is the JSON envelope with the right 4xx, never a stack trace."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from scrm.context import ext
+
+
+def assert_envelope(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    if code:
+        assert error["code"] == code
+    return error
+
+
+def test_malformed_json_is_400_with_envelope(client):
+    response = client.post("/api/v1/staff/session", data="{not json", content_type="application/json")
+    assert_envelope(response, 400, "bad_request")
+
+
+def test_wrong_content_type_is_415(client):
+    response = client.post(
+        "/api/v1/staff/session", data="username=a&password=b", content_type="application/x-www-form-urlencoded"
+    )
+    error = assert_envelope(response, 415, "unsupported_media_type")
+    assert error["details"]["content_type"] == "application/x-www-form-urlencoded"
+
+
+def test_oversized_body_is_413(app: Flask, client):
+    limit = ext(app).config.max_request_bytes
+    response = client.post("/api/v1/staff/session", data="x" * (limit + 1), content_type="application/json")
+    assert_envelope(response, 413, "payload_too_large")
+
+
+def test_unknown_route_is_404_and_wrong_method_is_405(client):
+    assert_envelope(client.get("/api/v1/no-such-thing"), 404, "not_found")
+    error = assert_envelope(client.put("/healthz"), 405, "method_not_allowed")
+    assert "GET" in error["details"]["allowed"]
+
+
+def test_schema_violation_is_422_naming_the_fields(client):
+    response = client.post("/api/v1/staff/session", json={"username": "", "extra": 1})
+    error = assert_envelope(response, 422, "invalid_input")
+    assert set(error["details"]["fields"]) == {"username", "password", "extra"}
+
+
+@pytest.mark.parametrize("body", ["[]", "1", '"text"', "null", '{"username": 5, "password": []}'])
+def test_json_of_the_wrong_shape_is_4xx(client, body):
+    response = client.post("/api/v1/staff/session", data=body, content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert "error" in response.get_json()
+
+
+def test_unexpected_exception_is_500_envelope_without_traceback(app: Flask):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert_envelope(response, 500, "internal_error")
+    body = response.get_data(as_text=True)
+    assert "secret internals" not in body
+    assert "Traceback" not in body
+
+
+def test_request_id_and_security_headers(client):
+    response = client.get("/api/v1/staff/users", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    # A hostile request id is replaced, not echoed.
+    evil = client.get("/healthz", headers={"X-Request-ID": "<script>"})
+    assert evil.headers["X-Request-ID"] != "<script>"
+
+
+def test_openapi_document_is_served_and_declares_security(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    spec = response.get_json()
+    assert spec["openapi"].startswith("3.")
+    assert "/api/v1/staff/session" in spec["paths"]
+    assert set(spec["components"]["securitySchemes"]) == {"staffToken", "memberToken"}
+    assert "ErrorEnvelope" in spec["components"]["schemas"]
+
+
+def test_pagination_limit_is_clamped(client, staff):
+    headers = staff.headers("admin")
+    page = client.get("/api/v1/staff/users?limit=100000", headers=headers).get_json()["page"]
+    assert page["limit"] == 100
+    page = client.get("/api/v1/staff/users?limit=0", headers=headers).get_json()["page"]
+    assert page["limit"] == 1
+    assert_envelope(client.get("/api/v1/staff/users?offset=-1", headers=headers), 422)
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok"}
+
+
+def test_readyz_is_503_when_redis_is_unreachable(app: Flask):
+    from redis import Redis
+
+    ext(app).redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["redis"] == "unavailable"
