@@ -51,9 +51,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_audit_log_action"), ["action"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_log_at"), ["at"], unique=False)
 
     op.create_table(
@@ -78,9 +76,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", scrm.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("done_at", scrm.db.UTCDateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'done', 'dead')", name=op.f("ck_outbox_status")
-        ),
+        sa.CheckConstraint("status IN ('pending', 'done', 'dead')", name=op.f("ck_outbox_status")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("key", name=op.f("uq_outbox_key")),
     )
@@ -139,9 +135,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_sessions")),
-        sa.UniqueConstraint(
-            "token_digest", name=op.f("uq_staff_sessions_token_digest")
-        ),
+        sa.UniqueConstraint("token_digest", name=op.f("uq_staff_sessions_token_digest")),
     )
     with op.batch_alter_table("staff_sessions", schema=None) as batch_op:
         batch_op.create_index(
