@@ -17,5 +17,6 @@ def get_member(session: Session, member_id: int) -> Member | None:
 
 
 def list_identities(session: Session, member_id: int) -> list[WeChatIdentity]:
-    return list(session.scalars(select(WeChatIdentity).where(WeChatIdentity.member_id == member_id)
-                                .order_by(WeChatIdentity.id)))
+    return list(
+        session.scalars(select(WeChatIdentity).where(WeChatIdentity.member_id == member_id).order_by(WeChatIdentity.id))
+    )

@@ -13,8 +13,9 @@ from member import signals
 from member.models import APP_KINDS, Member, WeChatIdentity
 
 
-def ensure_identity(session: Session, *, appid: str, openid: str, app_kind: str, source: str,
-                    unionid: str | None = None) -> WeChatIdentity:
+def ensure_identity(
+    session: Session, *, appid: str, openid: str, app_kind: str, source: str, unionid: str | None = None
+) -> WeChatIdentity:
     """The identity of (appid, openid), created with its member on first sight, and locked for update.
 
     A new identity joins the member who already holds its unionid; otherwise a new member is created.
@@ -31,8 +32,10 @@ def ensure_identity(session: Session, *, appid: str, openid: str, app_kind: str,
         raise ValueError(f"app_kind must be one of {APP_KINDS}")
     for _attempt in range(3):
         identity = session.scalar(
-            select(WeChatIdentity).where(WeChatIdentity.appid == appid, WeChatIdentity.openid == openid)
-            .with_for_update())
+            select(WeChatIdentity)
+            .where(WeChatIdentity.appid == appid, WeChatIdentity.openid == openid)
+            .with_for_update()
+        )
         if identity is not None:
             if unionid and not identity.unionid:
                 _attach_unionid(session, identity, unionid)
@@ -45,8 +48,9 @@ def ensure_identity(session: Session, *, appid: str, openid: str, app_kind: str,
                     session.add(member)
                     session.flush()
                     signals.member_registered.send(member.id, session=session, source=source)
-                identity = WeChatIdentity(appid=appid, openid=openid, unionid=unionid, app_kind=app_kind,
-                                          member_id=member.id)
+                identity = WeChatIdentity(
+                    appid=appid, openid=openid, unionid=unionid, app_kind=app_kind, member_id=member.id
+                )
                 session.add(identity)
                 session.flush()
             return identity
@@ -82,14 +86,21 @@ class FollowResult:
     first_ever: bool
 
 
-def record_follow(session: Session, *, appid: str, openid: str, at: datetime, scene_str: str | None,
-                  is_new_follow: bool, unionid: str | None = None) -> FollowResult:
+def record_follow(
+    session: Session,
+    *,
+    appid: str,
+    openid: str,
+    at: datetime,
+    scene_str: str | None,
+    is_new_follow: bool,
+    unionid: str | None = None,
+) -> FollowResult:
     """Record a `subscribe` (is_new_follow) or a follower's `SCAN` and send `wechat_followed`.
 
     The scene of the first follow is kept (`qr_scene_str`): later scans do not overwrite how the user came.
     """
-    identity = ensure_identity(session, appid=appid, openid=openid, app_kind="oa", source="oa_follow",
-                               unionid=unionid)
+    identity = ensure_identity(session, appid=appid, openid=openid, app_kind="oa", source="oa_follow", unionid=unionid)
     was_following = identity.subscribed
     first_ever = identity.first_subscribed_at is None
     if is_new_follow or not identity.subscribed:
@@ -102,8 +113,15 @@ def record_follow(session: Session, *, appid: str, openid: str, at: datetime, sc
             identity.qr_scene_str = scene_str
     identity.last_interaction_at = at
     session.flush()
-    signals.wechat_followed.send(identity.member_id, session=session, identity=identity, scene_str=scene_str,
-                                 is_new_follow=is_new_follow, first_ever=first_ever, at=at)
+    signals.wechat_followed.send(
+        identity.member_id,
+        session=session,
+        identity=identity,
+        scene_str=scene_str,
+        is_new_follow=is_new_follow,
+        first_ever=first_ever,
+        at=at,
+    )
     return FollowResult(identity=identity, was_following=was_following, first_ever=first_ever)
 
 

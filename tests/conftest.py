@@ -173,3 +173,12 @@ class StaffAuth:
 @pytest.fixture
 def staff(app: Flask) -> StaffAuth:
     return StaffAuth(app)
+
+
+@pytest.fixture
+def factories(session: Any) -> Any:
+    """The factories module, bound to this test's session."""
+    from tests import factories as module
+
+    module.bind_factories(session)
+    return module
