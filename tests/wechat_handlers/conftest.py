@@ -71,10 +71,9 @@ class CallbackSender:
     ) -> CallbackRequest:
         """A safe-mode POST (or a compat-mode one when ``siblings`` carries plaintext fields)."""
         encrypt = self.crypto.encrypt(xml, random_prefix=random_prefix)
-        body = (
-            f"<xml><ToUserName><![CDATA[{ORIGINAL_ID}]]></ToUserName>{siblings}"
-            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
-        )
+        # Safe mode sends ToUserName and Encrypt; compat mode sends every plaintext field (ToUserName included).
+        plaintext = siblings or f"<ToUserName><![CDATA[{ORIGINAL_ID}]]></ToUserName>"
+        body = f"<xml>{plaintext}<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
         query = self._query(timestamp, nonce)
         query["encrypt_type"] = "aes"
         query["msg_signature"] = sha1_signature(self.token, query["timestamp"], nonce, encrypt)

@@ -10,8 +10,11 @@ import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.crypto.base import WeChatCipher
 
+from wechat_handlers.apps import CallbackApp
 from wechat_handlers.crypto import MessageCrypto, aes_key_from_encoding_key, new_random_prefix
 from wechat_handlers.errors import CallbackRejected
+from wechat_handlers.pipeline import open_callback
+from wechat_handlers.security import sha1_signature
 
 # V1: Tencent's official Python sample (Sample.py), a compatible-mode text message.
 V1_TOKEN = "spamtest"
@@ -121,7 +124,14 @@ def test_wrong_msg_signature_is_403_before_decrypting(v1: MessageCrypto) -> None
 
 @pytest.mark.parametrize(
     "encrypt",
-    ["!!!not base64!!!", "AAAA", "QUJD", "é", base64.b64encode(b"\x00" * 15).decode(), base64.b64encode(b"x" * 32).decode()],
+    [
+        "!!!not base64!!!",
+        "AAAA",
+        "QUJD",
+        "é",
+        base64.b64encode(b"\x00" * 15).decode(),
+        base64.b64encode(b"x" * 32).decode(),
+    ],
 )
 def test_garbage_with_a_valid_msg_signature_is_a_controlled_400(v1: MessageCrypto, encrypt: str) -> None:
     signature = v1.sign(timestamp=V1_TIMESTAMP, nonce=V1_NONCE, encrypt=encrypt)
@@ -200,7 +210,9 @@ def test_encrypted_reply_decrypts_with_wechatpy_to_the_same_xml(v1: MessageCrypt
 def test_message_encrypted_by_wechatpy_decrypts_with_ours(v1: MessageCrypto) -> None:
     envelope = WeChatCrypto(V1_TOKEN, V1_KEY, V1_APPID).encrypt_message(V1_PLAINTEXT, V1_NONCE, V1_TIMESTAMP)
     fields = xmltodict.parse(envelope)["xml"]
-    decrypted = v1.decrypt(fields["Encrypt"], msg_signature=fields["MsgSignature"], timestamp=V1_TIMESTAMP, nonce=V1_NONCE)
+    decrypted = v1.decrypt(
+        fields["Encrypt"], msg_signature=fields["MsgSignature"], timestamp=V1_TIMESTAMP, nonce=V1_NONCE
+    )
     assert decrypted.decode("utf-8") == V1_PLAINTEXT
 
 
@@ -218,3 +230,34 @@ def test_reply_envelope_refuses_unsafe_nonce_or_timestamp(v1: MessageCrypto, non
 
 def test_repr_never_shows_the_token_or_key(v1: MessageCrypto) -> None:
     assert V1_TOKEN not in repr(v1) and V1_KEY not in repr(v1)
+
+
+def test_v1_compat_body_opens_through_the_pipeline() -> None:
+    app = CallbackApp(
+        appid=V1_APPID, token=V1_TOKEN, encoding_aes_key=V1_KEY, mode="compat", original_id="gh_10f6c3c3ac5a"
+    )
+    body = (
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>"
+        "<FromUserName><![CDATA[oyORnuP8q7ou2gfYjqLzSIWZf0rs]]></FromUserName><CreateTime>1409735668</CreateTime>"
+        "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[abcdteT]]></Content><MsgId>6054768590064713728</MsgId>"
+        f"<Encrypt><![CDATA[{V1_ENCRYPT}]]></Encrypt></xml>"
+    )
+    query = {
+        "signature": sha1_signature(V1_TOKEN, V1_TIMESTAMP, V1_NONCE),
+        "timestamp": V1_TIMESTAMP,
+        "nonce": V1_NONCE,
+        "openid": "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+        "encrypt_type": "aes",
+        "msg_signature": V1_MSG_SIGNATURE,
+    }
+    message = open_callback(
+        raw_body=body.encode(), query=query, content_type="text/xml", app=app, now=float(V1_TIMESTAMP), window_s=300
+    )
+    assert message.raw_xml == V1_PLAINTEXT
+    assert (message.from_user, message.create_time, message.msg_type, message.msg_id) == (
+        "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+        1409735668,
+        "text",
+        "6054768590064713728",
+    )
+    assert message.fields["Content"] == "abcdteT"

@@ -30,7 +30,9 @@ def test_signature_matches_official_vector_s1() -> None:
 
 
 def test_signature_matches_wechatpy_vector_s2() -> None:
-    check_signature(token="test", signature="f21891de399b4e33a1a93c9a7b8a8fffb5a443ff", timestamp="1410685589", nonce="test")
+    check_signature(
+        token="test", signature="f21891de399b4e33a1a93c9a7b8a8fffb5a443ff", timestamp="1410685589", nonce="test"
+    )
 
 
 def test_signature_rejects_wechatpy_invalid_vector_s2() -> None:
