@@ -191,7 +191,9 @@ class CallbackMessage:
         if len(event_key) > _LONG_EVENT_KEY:
             # VIEW events carry a whole URL as EventKey; a digest keeps the key short enough to index.
             event_key = "sha256:" + hashlib.sha256(event_key.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{self.to_user}:event:{self.from_user}:{self.create_time}:{self.normalized_event or ''}:{event_key}"
+        # A message without MsgId (never sent by WeChat, but possible in an unsigned plain body) keys on its type.
+        kind = self.normalized_event if self.is_event else self.msg_type.lower()
+        return f"{self.to_user}:from:{self.from_user}:{self.create_time}:{kind}:{event_key}"
 
     def referral_scene(self) -> str | None:
         """The parametric-QR scene this event carries, if any.

@@ -124,7 +124,7 @@ def check_xml_bytes(data: bytes, *, limit: int = MAX_BODY_BYTES) -> str:
     if b"\x00" in data:
         raise CallbackRejected("nul_byte")
     try:
-        text = bytes(data).decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise CallbackRejected("invalid_utf8") from None
     forbidden = _FORBIDDEN_MARKUP.search(_markup_outside_cdata(text))

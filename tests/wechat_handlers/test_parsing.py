@@ -124,11 +124,16 @@ def test_job_finish_events_dedup_on_msgid(load_fixture) -> None:
 def test_events_dedup_on_sender_time_event_and_key() -> None:
     subscribe = parse_message(event_xml("subscribe", "qrscene_42"))
     scan = parse_message(event_xml("SCAN", "42"))
-    assert subscribe.dedup_key == "gh_test0000001:event:oTESTuser0000000000000000001:1700000000:subscribe:qrscene_42"
+    assert subscribe.dedup_key == "gh_test0000001:from:oTESTuser0000000000000000001:1700000000:subscribe:qrscene_42"
     assert scan.dedup_key != subscribe.dedup_key
     assert parse_message(event_xml("SCAN", "43")).dedup_key != scan.dedup_key
     assert parse_message(event_xml("SCAN", "42", create_time=1700000001)).dedup_key != scan.dedup_key
     assert parse_message(event_xml("SCAN", "42")).dedup_key == scan.dedup_key
+
+
+def test_message_without_msgid_dedups_on_sender_time_and_type() -> None:
+    message = parse_message(f"<xml>{HEADER}<MsgType>text</MsgType></xml>")
+    assert message.dedup_key == "gh_test0000001:from:oTESTuser0000000000000000001:1700000000:text:"
 
 
 def test_dedup_key_stays_short_for_long_event_keys() -> None:
