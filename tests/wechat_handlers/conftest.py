@@ -106,7 +106,8 @@ class CallbackSender:
 
 def _children_of_root(xml: str) -> str:
     text = xml.strip()
-    assert text.startswith("<xml>") and text.endswith("</xml>")
+    assert text.startswith("<xml>")
+    assert text.endswith("</xml>")
     return text[len("<xml>") : -len("</xml>")]
 
 

@@ -82,7 +82,8 @@ def test_v1_layout_is_prefix_length_message_appid_and_pad() -> None:
     padded = WeChatCipher(aes_key_from_encoding_key(V1_KEY)).decrypt(base64.b64decode(V1_ENCRYPT))
     assert padded[:16] == b"89465c840c5f116f"
     assert struct.unpack(">I", padded[16:20]) == (280,)
-    assert padded[-1] == 2 and padded[-2:] == b"\x02\x02"
+    assert padded[-1] == 2
+    assert padded[-2:] == b"\x02\x02"
     assert padded[20 + 280 : -2] == V1_APPID.encode()
 
 
@@ -218,7 +219,8 @@ def test_message_encrypted_by_wechatpy_decrypts_with_ours(v1: MessageCrypto) -> 
 
 def test_random_prefix_comes_from_a_csprng_and_differs_per_message(v1: MessageCrypto) -> None:
     prefixes = {new_random_prefix() for _ in range(50)}
-    assert len(prefixes) == 50 and all(len(prefix) == 16 and prefix.isalnum() for prefix in prefixes)
+    assert len(prefixes) == 50
+    assert all(len(prefix) == 16 and prefix.isalnum() for prefix in prefixes)
     assert v1.encrypt("<xml/>") != v1.encrypt("<xml/>")
 
 
@@ -229,7 +231,8 @@ def test_reply_envelope_refuses_unsafe_nonce_or_timestamp(v1: MessageCrypto, non
 
 
 def test_repr_never_shows_the_token_or_key(v1: MessageCrypto) -> None:
-    assert V1_TOKEN not in repr(v1) and V1_KEY not in repr(v1)
+    assert V1_TOKEN not in repr(v1)
+    assert V1_KEY not in repr(v1)
 
 
 def test_v1_compat_body_opens_through_the_pipeline() -> None:

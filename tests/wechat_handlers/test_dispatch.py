@@ -65,7 +65,8 @@ def full_dispatcher() -> Dispatcher[list[Route], Route]:
 
 
 def test_known_routes_cover_every_documented_type() -> None:
-    assert len(MESSAGE_TYPES) == 7 and len(EVENT_TYPES) == 18
+    assert len(MESSAGE_TYPES) == 7
+    assert len(EVENT_TYPES) == 18
     assert len(KNOWN_ROUTES) == 25
     assert set(EXPECTED_ROUTES.values()) == KNOWN_ROUTES
 

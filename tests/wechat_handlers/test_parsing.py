@@ -42,7 +42,8 @@ def test_every_fixture_parses_to_a_message(load_fixture, fixture_name: str) -> N
     xml = load_fixture(fixture_name)
     message = parse_message(xml)
     assert message.to_user == "gh_test0000001"
-    assert message.from_user.startswith("oTESTuser") and len(message.from_user) == 28
+    assert message.from_user.startswith("oTESTuser")
+    assert len(message.from_user) == 28
     assert 1_700_000_000 < message.create_time < 1_700_000_100
     assert message.raw_xml == xml
     assert message.is_event == fixture_name.startswith("event_")
@@ -90,7 +91,8 @@ def test_repeated_elements_are_always_lists(load_fixture, fixture: str, path: tu
     value = parse_message(load_fixture(fixture)).fields
     for name in path:
         value = value[name]
-    assert isinstance(value, list) and len(value) == 1
+    assert isinstance(value, list)
+    assert len(value) == 1
 
 
 def test_referral_scene_and_new_follow(load_fixture) -> None:

@@ -230,4 +230,5 @@ def test_safe_app_requires_a_valid_encoding_aes_key() -> None:
 
 
 def test_app_repr_hides_token_and_key(safe_app) -> None:
-    assert safe_app.token not in repr(safe_app) and str(safe_app.encoding_aes_key) not in repr(safe_app)
+    assert safe_app.token not in repr(safe_app)
+    assert str(safe_app.encoding_aes_key) not in repr(safe_app)

@@ -131,7 +131,8 @@ def test_news_reply_to_a_user_message_takes_one_article(text_message: CallbackMe
 def test_news_reply_to_an_event_takes_up_to_eight(event_message: CallbackMessage) -> None:
     articles = [Article(title=f"A{index}") for index in range(MAX_ARTICLES_FOR_EVENT)]
     root = parse_reply(news_reply(event_message, articles, create_time=CREATE_TIME))
-    assert root.findtext("ArticleCount") == "8" and len(root.findall("Articles/item")) == 8
+    assert root.findtext("ArticleCount") == "8"
+    assert len(root.findall("Articles/item")) == 8
     with pytest.raises(ValueError):
         news_reply(event_message, [*articles, Article(title="one too many")], create_time=CREATE_TIME)
 
