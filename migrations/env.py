@@ -9,7 +9,7 @@ import scrm.models  # noqa: F401 - registers the kernel tables
 from scrm.db import Base, make_engine
 
 # Each domain's models register their tables on Base.metadata when imported.
-DOMAIN_MODELS: tuple[str, ...] = ("member.models",)
+DOMAIN_MODELS: tuple[str, ...] = ("member.models", "wechat_handlers.models")
 for _module in DOMAIN_MODELS:
     __import__(_module)
 

@@ -16,7 +16,7 @@ from scrm.logs import configure_logging
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
-DOMAIN_MODULES: tuple[str, ...] = ("member.models",)
+DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models")
 
 #: Blueprints of the JSON API, as "module:attribute".
 API_BLUEPRINTS: tuple[str, ...] = ("scrm.views:staff_bp",)

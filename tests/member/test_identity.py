@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from member import services, signals
+from member import signals
 from member.models import Member, WeChatIdentity
+from member.services import identity as services
 from scrm.clock import utcnow
 
 

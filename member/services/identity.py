@@ -1,4 +1,4 @@
-"""Member writes: WeChat identities, follows and interactions. Services flush; the caller commits."""
+"""WeChat identities, follows and interactions. Services flush; the caller commits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from member import signals
-from member.models import APP_KINDS, Member, WeChatIdentity
+from member.models.identity import APP_KINDS, Member, WeChatIdentity
 
 
 def ensure_identity(

@@ -1,0 +1,1 @@
+"""Member-domain HTTP routes, one module per audience (member centre, staff)."""
