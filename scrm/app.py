@@ -16,13 +16,13 @@ from scrm.logs import configure_logging
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
-DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models")
+DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models", "wechat_handlers.jobs")
 
 #: Blueprints of the JSON API, as "module:attribute".
-API_BLUEPRINTS: tuple[str, ...] = ("scrm.views:staff_bp",)
+API_BLUEPRINTS: tuple[str, ...] = ("scrm.views:staff_bp", "wechat_handlers.views:staff_bp")
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
-PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp",)
+PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")
 
 
 def create_app(config: Config | None = None, *, db: Database | None = None) -> Flask:

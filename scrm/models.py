@@ -94,3 +94,38 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     request_id: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WeChatApp(Base):
+    """An official account or mini-program of the brand; secret, token and AES key are stored encrypted."""
+
+    __tablename__ = "wechat_apps"
+    __table_args__ = (
+        CheckConstraint("kind IN ('oa', 'miniprogram')", name="kind"),
+        CheckConstraint("mode IN ('safe', 'compat', 'plain')", name="mode"),
+    )
+
+    id: Mapped[intpk]
+    appid: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(80))
+    #: The OA's original id (gh_…), which callbacks carry as ToUserName.
+    original_id: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(8), default="safe")
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    aes_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[created_at]
+    updated_at: Mapped[datetime | None]
+
+
+class WeChatAccessToken(Base):
+    """The embedded mode's access-token cache (Redis holds it when configured)."""
+
+    __tablename__ = "wechat_access_tokens"
+
+    appid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -23,6 +23,7 @@ REJECTIONS: MappingProxyType[str, tuple[int, str]] = MappingProxyType(
         "bad_timestamp": (401, "The timestamp is not an integer."),
         "stale_timestamp": (401, "The timestamp is outside the accepted window."),
         "bad_signature": (401, "The signature does not match."),
+        "replayed_query": (401, "This signed query was already used with another body."),
         # Safe and compatible mode envelope.
         "missing_encrypt": (401, "The body carries no encrypted message."),
         "bad_msg_signature": (403, "The message signature does not match."),

@@ -1,0 +1,170 @@
+"""Callback writes: store a verified message in the inbox (once), process it, manage auto-reply rules."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from scrm import audit, outbox
+from scrm.clock import utcnow
+from scrm.errors import InvalidInput, NotFound
+from wechat_handlers.handlers import HandlerContext, dispatcher
+from wechat_handlers.models import INBOX_DONE, INBOX_PENDING, REPLY_TYPES, RULE_TRIGGERS, AutoReplyRule, InboxMessage
+from wechat_handlers.parsing import CallbackMessage, message_from_fields, parse_callback_xml
+
+log = logging.getLogger(__name__)
+
+PROCESS_INBOX = "wechat.process_inbox"
+
+
+def store_message(session: Session, *, appid: str, message: CallbackMessage) -> int | None:
+    """Insert the message into the inbox and queue its processing, in the caller's transaction.
+
+    Returns:
+        The inbox id, or None when the message is already stored (a WeChat retry): nothing is queued.
+    """
+    values = {
+        "appid": appid,
+        "dedup_key": message.dedup_key,
+        "openid": message.from_user[:64],
+        "msg_type": message.msg_type[:32],
+        "event": (message.event or None) and message.event[:64],
+        "event_key": (message.event_key or None) and message.event_key[:400],
+        "create_time": message.create_time,
+        "raw_xml": message.raw_xml,
+        "status": INBOX_PENDING,
+        "received_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = builder(InboxMessage).values(values).on_conflict_do_nothing(index_elements=["appid", "dedup_key"])
+    else:
+        stmt = insert(InboxMessage).values(values)
+    inbox_id = session.execute(stmt.returning(InboxMessage.id)).scalar_one_or_none()
+    if inbox_id is not None:
+        outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
+    return inbox_id
+
+
+def process_message(session: Session, inbox_id: int) -> str | None:
+    """Run the handler of a stored message once; a second run of a done message does nothing.
+
+    Returns:
+        What the handler did (also kept on the row), or None when the row was already done or is gone.
+    """
+    row = session.scalar(select(InboxMessage).where(InboxMessage.id == inbox_id).with_for_update())
+    if row is None or row.status == INBOX_DONE:
+        return None
+    message = message_from_fields(parse_callback_xml(row.raw_xml), raw_xml=row.raw_xml)
+    outcome = dispatcher.dispatch(message, HandlerContext(session=session, appid=row.appid))
+    row.status = INBOX_DONE
+    row.handler = (outcome or "none")[:64]
+    row.handled_at = utcnow()
+    session.flush()
+    return outcome
+
+
+def rule_snapshot(rule: AutoReplyRule) -> dict[str, Any]:
+    return {
+        "appid": rule.appid,
+        "trigger": rule.trigger,
+        "pattern": rule.pattern,
+        "reply_type": rule.reply_type,
+        "reply": rule.reply,
+        "priority": rule.priority,
+        "is_active": rule.is_active,
+    }
+
+
+def _check_rule(trigger: str, pattern: str | None, reply_type: str, reply: dict[str, Any]) -> None:
+    fields: dict[str, list[str]] = {}
+    if trigger not in RULE_TRIGGERS:
+        fields["trigger"] = [f"must be one of {', '.join(RULE_TRIGGERS)}"]
+    if trigger in ("keyword_exact", "keyword_contains", "scan", "click") and not (pattern or "").strip():
+        fields["pattern"] = [f"a {trigger} rule needs a pattern"]
+    if reply_type not in REPLY_TYPES:
+        fields["reply_type"] = [f"must be one of {', '.join(REPLY_TYPES)}"]
+    elif reply_type == "text" and not str(reply.get("content") or "").strip():
+        fields["reply"] = ["a text reply needs content"]
+    elif reply_type == "image" and not str(reply.get("media_id") or "").strip():
+        fields["reply"] = ["an image reply needs media_id"]
+    elif reply_type == "news" and not (isinstance(reply.get("articles"), list) and 1 <= len(reply["articles"]) <= 8):
+        fields["reply"] = ["a news reply needs 1 to 8 articles"]
+    if fields:
+        raise InvalidInput("invalid auto-reply rule", details={"fields": fields})
+
+
+def create_rule(
+    session: Session,
+    *,
+    actor: audit.Actor,
+    trigger: str,
+    reply_type: str,
+    reply: dict[str, Any],
+    appid: str | None = None,
+    pattern: str | None = None,
+    priority: int = 100,
+    is_active: bool = True,
+) -> AutoReplyRule:
+    """Create an auto-reply rule; audited."""
+    _check_rule(trigger, pattern, reply_type, reply)
+    rule = AutoReplyRule(
+        appid=appid,
+        trigger=trigger,
+        pattern=pattern,
+        reply_type=reply_type,
+        reply=reply,
+        priority=priority,
+        is_active=is_active,
+    )
+    session.add(rule)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "auto_reply_rule.create",
+        target_type="auto_reply_rule",
+        target_id=rule.id,
+        after=rule_snapshot(rule),
+    )
+    return rule
+
+
+def update_rule(session: Session, rule_id: int, *, actor: audit.Actor, **changes: Any) -> AutoReplyRule:
+    """Change an auto-reply rule; audited with before and after."""
+    rule = session.get(AutoReplyRule, rule_id, with_for_update=True)
+    if rule is None:
+        raise NotFound("auto-reply rule not found")
+    before = rule_snapshot(rule)
+    for name, value in changes.items():
+        setattr(rule, name, value)
+    _check_rule(rule.trigger, rule.pattern, rule.reply_type, rule.reply)
+    rule.updated_at = utcnow()
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "auto_reply_rule.update",
+        target_type="auto_reply_rule",
+        target_id=rule.id,
+        before=before,
+        after=rule_snapshot(rule),
+    )
+    return rule
+
+
+def delete_rule(session: Session, rule_id: int, *, actor: audit.Actor) -> None:
+    rule = session.get(AutoReplyRule, rule_id, with_for_update=True)
+    if rule is None:
+        raise NotFound("auto-reply rule not found")
+    before = rule_snapshot(rule)
+    session.delete(rule)
+    session.flush()
+    audit.record(
+        session, actor, "auto_reply_rule.delete", target_type="auto_reply_rule", target_id=rule_id, before=before
+    )

@@ -1,0 +1,217 @@
+"""The official-account callback endpoint, and the staff API for auto-replies and the inbox."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint as FlaskBlueprint
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from scrm.cache import TTLCache
+from scrm.context import db_session, ext
+from scrm.guards import STAFF_SECURITY, staff_actor, staff_required
+from scrm.http import PageArgsSchema, error_response, page_schema
+from scrm.secretbox import SecretBox
+from scrm.wechat_apps import load_app
+from wechat_handlers import selectors, services
+from wechat_handlers.apps import CallbackApp
+from wechat_handlers.autoreply import choose_rule, render_reply
+from wechat_handlers.errors import CallbackRejected
+from wechat_handlers.pipeline import body_digest, open_callback, replay_key, verify_echo
+from wechat_handlers.replay import ReplayCache
+from wechat_handlers.replies import ACK_SUCCESS, seal_reply
+from wechat_handlers.rules import ReplyRule
+from wechat_handlers.schemas import (
+    AutoReplyRuleCreateSchema,
+    AutoReplyRuleSchema,
+    AutoReplyRuleUpdateSchema,
+    InboxMessageSchema,
+    InboxQueryArgsSchema,
+    RuleQueryArgsSchema,
+)
+from wechat_handlers.security import MAX_BODY_BYTES, check_declared_length
+
+log = logging.getLogger(__name__)
+
+callback_bp = FlaskBlueprint("wechat_callbacks", __name__)
+
+APP_CACHE_TTL_S = 10.0
+RULE_CACHE_TTL_S = 5.0
+
+
+def _state() -> dict[str, Any]:
+    services_ = ext().services
+    if "wechat_callbacks" not in services_:
+        services_["wechat_callbacks"] = {
+            "apps": TTLCache[str, CallbackApp | None](APP_CACHE_TTL_S),
+            "rules": TTLCache[str, tuple[ReplyRule, ...]](RULE_CACHE_TTL_S),
+            "replay": ReplayCache(ext().redis),
+            "box": SecretBox(ext().config.secret_key),
+        }
+    return services_["wechat_callbacks"]
+
+
+def _callback_app(appid: str) -> CallbackApp | None:
+    state = _state()
+
+    def load() -> CallbackApp | None:
+        record = load_app(db_session(), state["box"], appid)
+        if record is None or record.kind != "oa" or not record.token:
+            return None
+        return CallbackApp(
+            appid=record.appid,
+            token=record.token,
+            encoding_aes_key=record.encoding_aes_key,
+            mode=record.mode,
+            original_id=record.original_id,
+        )
+
+    return state["apps"].get(appid, load)
+
+
+def _rejected(rejection: CallbackRejected) -> Response:
+    # The code and status say what failed; the body of the request is never echoed.
+    log.info("wechat callback rejected", extra={"code": rejection.code, "status": rejection.status})
+    return error_response(rejection.status, rejection.message, code=rejection.code)
+
+
+def _unknown_app() -> Response:
+    return error_response(404, "No official account with this appid is configured.", code="unknown_app")
+
+
+@callback_bp.get("/wechat/<appid>/callback")
+def verify_url(appid: str) -> Response:
+    """WeChat's URL verification: echo `echostr` when the signature is valid."""
+    app = _callback_app(appid)
+    if app is None:
+        return _unknown_app()
+    try:
+        echo = verify_echo(query=request.args, app=app, now=time.time(), window_s=ext().config.wechat_replay_window_s)
+    except CallbackRejected as rejection:
+        return _rejected(rejection)
+    return Response(echo, mimetype="text/plain")
+
+
+@callback_bp.post("/wechat/<appid>/callback")
+def receive(appid: str) -> Response:
+    """A message or event: verify, decrypt, store once, answer `success` or a passive reply."""
+    app = _callback_app(appid)
+    if app is None:
+        return _unknown_app()
+    config = ext().config
+    now = time.time()
+    try:
+        check_declared_length(request.content_length)
+        raw_body = request.stream.read(MAX_BODY_BYTES + 1)
+        message = open_callback(
+            raw_body=raw_body,
+            query=request.args,
+            content_type=request.content_type,
+            app=app,
+            now=now,
+            window_s=config.wechat_replay_window_s,
+            content_length=request.content_length,
+        )
+    except CallbackRejected as rejection:
+        return _rejected(rejection)
+
+    state = _state()
+    replay = state["replay"]
+    signed_query, digest = replay_key(request.args), body_digest(raw_body)
+    seen = replay.seen(signed_query)
+    if seen == digest:
+        return Response(ACK_SUCCESS, mimetype="text/plain")
+    if seen is not None:
+        return _rejected(CallbackRejected("replayed_query"))
+
+    session = db_session()
+    inbox_id = services.store_message(session, appid=appid, message=message)
+    if inbox_id is None:
+        # WeChat retried a message we already stored and acknowledged.
+        session.rollback()
+        return Response(ACK_SUCCESS, mimetype="text/plain")
+    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
+    session.commit()
+    # Only now: a retry after a failure before this commit must still be processed.
+    replay.remember(signed_query, digest)
+    if rule is None:
+        return Response(ACK_SUCCESS, mimetype="text/plain")
+    reply = render_reply(rule, message, create_time=int(now))
+    sealed = seal_reply(reply, app=app, nonce=request.args.get("nonce", ""), timestamp=str(int(now)))
+    return Response(sealed, mimetype="application/xml")
+
+
+staff_bp = Blueprint(
+    "wechat_staff", __name__, url_prefix="/api/v1/staff/wechat", description="Auto-reply rules and the callback inbox"
+)
+
+
+def _invalidate_rules() -> None:
+    _state()["rules"].invalidate()
+
+
+@staff_bp.route("/auto-replies")
+class AutoReplyRules(MethodView):
+    @staff_bp.arguments(RuleQueryArgsSchema, location="query", as_kwargs=True)
+    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
+    @staff_bp.response(200, page_schema(AutoReplyRuleSchema))
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def get(self, page: dict[str, Any], appid: str | None = None) -> Any:
+        """List auto-reply rules (admin, campaign_manager)."""
+        rows, total = selectors.list_rules(db_session(), appid=appid, limit=page["limit"], offset=page["offset"])
+        return {"items": rows, "page": {**page, "total": total}}
+
+    @staff_bp.arguments(AutoReplyRuleCreateSchema)
+    @staff_bp.response(201, AutoReplyRuleSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create an auto-reply rule (admin, campaign_manager)."""
+        session = db_session()
+        rule = services.create_rule(session, actor=staff_actor(), **data)
+        session.commit()
+        _invalidate_rules()
+        return rule
+
+
+@staff_bp.route("/auto-replies/<int:rule_id>")
+class AutoReplyRuleById(MethodView):
+    @staff_bp.arguments(AutoReplyRuleUpdateSchema)
+    @staff_bp.response(200, AutoReplyRuleSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def patch(self, data: dict[str, Any], rule_id: int) -> Any:
+        """Change an auto-reply rule (admin, campaign_manager)."""
+        session = db_session()
+        rule = services.update_rule(session, rule_id, actor=staff_actor(), **data)
+        session.commit()
+        _invalidate_rules()
+        return rule
+
+    @staff_bp.response(204)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def delete(self, rule_id: int) -> None:
+        """Delete an auto-reply rule (admin, campaign_manager)."""
+        session = db_session()
+        services.delete_rule(session, rule_id, actor=staff_actor())
+        session.commit()
+        _invalidate_rules()
+
+
+@staff_bp.route("/inbox")
+class Inbox(MethodView):
+    @staff_bp.arguments(InboxQueryArgsSchema, location="query", as_kwargs=True)
+    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
+    @staff_bp.response(200, page_schema(InboxMessageSchema))
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def get(self, page: dict[str, Any], **filters: Any) -> Any:
+        """Search stored callbacks by app, openid, type, event and time, newest first (admin, campaign_manager)."""
+        rows, total = selectors.search_inbox(db_session(), limit=page["limit"], offset=page["offset"], **filters)
+        return {"items": rows, "page": {**page, "total": total}}
