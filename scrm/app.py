@@ -6,13 +6,15 @@ import importlib
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
-from scrm.config import Config
+from scrm.config import Config, ConfigError
 from scrm.context import ScrmExtension, close_request_session
 from scrm.db import Database, make_engine
 from scrm.http import API_PREFIX, Api, init_http
 from scrm.jobs import InProcessRunner, JobRunner, RqRunner, install_after_commit
 from scrm.logs import configure_logging
+from scrm.wechat_apps import plain_mode_official_accounts
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
@@ -40,6 +42,7 @@ def create_app(config: Config | None = None, *, db: Database | None = None) -> F
     register_http(app)
     import_domains(config)
     register_blueprints(app)
+    check_wechat_apps(scrm)
     app.teardown_appcontext(close_request_session)
     app.extensions["scrm"] = scrm
     return app
@@ -96,6 +99,23 @@ def register_http(app: Flask) -> Api:
     api = Api(app)
     app.extensions["scrm.api"] = api
     return api
+
+
+def check_wechat_apps(scrm: ScrmExtension) -> None:
+    """In prod, refuse to start while an official account is in plain mode (its body is unsigned)."""
+    if scrm.config.env != "prod" or scrm.config.wechat_allow_plain_mode:
+        return
+    try:
+        with scrm.db.transaction() as session:
+            plain = plain_mode_official_accounts(session)
+    except SQLAlchemyError:
+        # Not migrated yet (`scrm db upgrade` runs with this app too): nothing registered to check.
+        return
+    if plain:
+        raise ConfigError(
+            f"official accounts {', '.join(plain)} use plain mode, which does not sign the message body; "
+            "switch them to safe mode or set SCRM_WECHAT_ALLOW_PLAIN_MODE=1"
+        )
 
 
 def import_domains(config: Config) -> None:
