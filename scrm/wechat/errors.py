@@ -166,6 +166,12 @@ ERRORS_BY_CODE: dict[int, type[WeChatError]] = {
     45158: InvalidArgument,  # tag name longer than 30 bytes
     45159: InvalidArgument,  # invalid tag id
     45059: InvalidArgument,  # a user already holds 20 tags
+    40016: InvalidArgument,  # menu: invalid button count
+    40017: InvalidArgument,  # menu: invalid button type
+    40018: InvalidArgument,  # menu: invalid button name
+    40019: InvalidArgument,  # menu: invalid button key
+    40020: InvalidArgument,  # menu: invalid button url
+    40023: InvalidArgument,  # menu: invalid sub-button count
     45056: InvalidArgument,  # the account already has 100 tags
     61010: UserNotActive,
 }

@@ -80,7 +80,8 @@ def running_sandbox(
     state: SandboxState = app.extensions[EXTENSION_KEY]
     register_apps(state, apps)
     server = make_sandbox_server(app, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="wechat-sandbox", daemon=True)
+    # A short poll interval keeps shutdown quick; tests start and stop many sandboxes.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="wechat-sandbox", daemon=True)
     thread.start()
     try:
         yield RunningSandbox(f"http://{host}:{server.port}", state, app)
