@@ -47,7 +47,7 @@ def stable_token() -> dict[str, Any]:
     if force_refresh:
         state.charge_quota(app.appid, FORCE_REFRESH_QUOTA_KEY)
     issued = state.stable_token(app, force_refresh=force_refresh)
-    return {"access_token": issued.token, "expires_in": max(0, int(issued.expires_at - state.clock()))}
+    return {"access_token": issued.token, "expires_in": max(0, round(issued.expires_at - state.clock()))}
 
 
 @bp.post("/cgi-bin/qrcode/create")
