@@ -93,7 +93,7 @@ def show_qrcode() -> Response:
     return Response(pattern_png(qr.ticket, 430), mimetype="image/png")
 
 
-def _user_info(state: Any, app: SandboxApp, user: SandboxUser, openid: str, lang: str) -> dict[str, Any]:
+def _user_info(app: SandboxApp, user: SandboxUser, openid: str, lang: str) -> dict[str, Any]:
     relation = user.follows.get(app.appid)
     if relation is None or not relation.subscribed:
         return {"subscribe": 0, "openid": openid, "unionid": user.unionid}
@@ -119,7 +119,7 @@ def user_info() -> dict[str, Any]:
     openid = request.args.get("openid", "")
     user = state.user_by_openid(app.appid, openid)
     with state.lock:
-        return _user_info(state, app, user, openid, request.args.get("lang", "zh_CN"))
+        return _user_info(app, user, openid, request.args.get("lang", "zh_CN"))
 
 
 @bp.post("/cgi-bin/user/info/batchget")
@@ -134,7 +134,7 @@ def batch_user_info() -> dict[str, Any]:
         openid = entry.get("openid", "") if isinstance(entry, dict) else ""
         user = state.user_by_openid(app.appid, openid)
         with state.lock:
-            infos.append(_user_info(state, app, user, openid, entry.get("lang", "zh_CN")))
+            infos.append(_user_info(app, user, openid, entry.get("lang", "zh_CN")))
     return {"user_info_list": infos}
 
 

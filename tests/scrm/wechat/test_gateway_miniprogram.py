@@ -6,7 +6,14 @@ import struct
 
 import pytest
 
-from scrm.wechat.errors import AppMisconfigured, CodeUsed, InvalidArgument, InvalidCode, UserNotActive
+from scrm.wechat.errors import (
+    AppMisconfigured,
+    CodeUsed,
+    InvalidArgument,
+    InvalidCode,
+    UserNotActive,
+    WatermarkMismatch,
+)
 from scrm.wechat.gateway import WeChatGateway
 from scrm.wechat.sandbox import RunningSandbox
 from scrm.wechat.sandbox.client import SandboxClient, SandboxControlError
@@ -61,6 +68,23 @@ def test_get_phone_number(gateway: WeChatGateway, control: SandboxClient, user: 
     assert (phone.phone_number, phone.pure_phone_number, phone.country_code) == ("13800138000", "13800138000", "86")
     with pytest.raises(CodeUsed):
         gateway.get_phone_number(MINIPROGRAM.appid, code)
+
+
+def test_a_phone_number_watermarked_for_another_app_is_refused(
+    gateway: WeChatGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer = {
+        "errcode": 0,
+        "phone_info": {
+            "phoneNumber": "13800138000",
+            "purePhoneNumber": "13800138000",
+            "countryCode": "86",
+            "watermark": {"timestamp": 1637744274, "appid": "wx-someone-else"},
+        },
+    }
+    monkeypatch.setattr(gateway._transport, "call", lambda *args, **kwargs: answer)
+    with pytest.raises(WatermarkMismatch):
+        gateway.get_phone_number(MINIPROGRAM.appid, "code")
 
 
 def test_a_foreign_phone_number_carries_its_prefix(gateway: WeChatGateway, control: SandboxClient) -> None:

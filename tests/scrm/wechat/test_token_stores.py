@@ -11,6 +11,8 @@ import redis
 
 from scrm.wechat.tokens import LocalTokenStore, RedisTokenStore, TokenLockTimeout, TokenStore
 
+from .conftest import REDIS_URL
+
 
 @pytest.fixture(params=["local", "redis"])
 def make_store(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Callable[..., TokenStore]:
@@ -107,3 +109,14 @@ def test_redis_lock_is_released_only_by_its_owner(redis_client: redis.Redis) -> 
 def test_redis_store_ignores_an_unreadable_entry(redis_client: redis.Redis) -> None:
     redis_client.set("test:token:wx1", "not json")
     assert RedisTokenStore(redis_client, prefix="test:token").get("wx1") is None
+
+
+def test_redis_store_works_with_a_decoding_client(redis_client: redis.Redis) -> None:
+    decoding = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    store = RedisTokenStore(decoding, prefix="test:token")
+    store.set("wx1", "token", time.time() + 60)
+    assert store.get("wx1").token == "token"
+    store.invalidate("wx1", "token")
+    with store.refresh_lock("wx1"):
+        assert store.get("wx1") is None
+    decoding.close()
