@@ -31,7 +31,7 @@ TOKEN_EARLY_EXPIRY_S = 300
 
 # urllib3 logs every request line at DEBUG, query string included, and WeChat puts access_token (and for a few
 # APIs the app secret and one-time codes) in the query. These are the parameters that must never reach a log.
-_SENSITIVE_QUERY = re.compile(r"(?P<name>access_token|secret|js_code|code|refresh_token)=[^&\s\"']+")
+_SENSITIVE_QUERY = re.compile(r"(?P<name>[?&](?:access_token|secret|js_code|code|refresh_token))=[^&\s\"']+")
 
 
 class _SensitiveQueryFilter(logging.Filter):

@@ -29,11 +29,10 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 
 class RunningSandbox(NamedTuple):
-    """A sandbox serving in a background thread."""
+    """A sandbox serving in a background thread: ``base_url, state = sandbox`` works."""
 
     base_url: str
     state: SandboxState
-    app: Flask
 
 
 def make_sandbox_server(app: Flask, host: str, port: int) -> BaseWSGIServer:
@@ -69,7 +68,7 @@ def running_sandbox(
         apps: Apps to register before serving.
 
     Yields:
-        ``RunningSandbox(base_url, state, app)``.
+        ``RunningSandbox(base_url, state)``.
     """
     app = create_sandbox_app(
         target_url=target_url,
@@ -84,7 +83,7 @@ def running_sandbox(
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="wechat-sandbox", daemon=True)
     thread.start()
     try:
-        yield RunningSandbox(f"http://{host}:{server.port}", state, app)
+        yield RunningSandbox(f"http://{host}:{server.port}", state)
     finally:
         state.stopping.set()
         server.shutdown()

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from scrm.wechat.sandbox import RunningSandbox
-from scrm.wechat.sandbox.client import SandboxClient
+from scrm.wechat.sandbox.client import SandboxClient, SandboxControlError
 
 from .conftest import MINIPROGRAM, OA_PLAIN, OA_SAFE
 
@@ -166,8 +166,9 @@ def test_expired_qr_ticket(
     assert (
         requests.get(f"{sandbox.base_url}/cgi-bin/showqrcode", params={"ticket": ticket}, timeout=5).status_code == 404
     )
-    with pytest.raises(Exception, match="410"):
+    with pytest.raises(SandboxControlError) as raised:
         control.scan(user["user_id"], ticket)
+    assert raised.value.status == 410
 
 
 def test_the_qr_url_leads_to_the_console(wechat: WeChatHttp, sandbox: RunningSandbox) -> None:
