@@ -22,6 +22,10 @@ from scrm.wechat.sandbox.server import QuietRequestHandler
 from scrm.wechat.tokens import RedisTokenStore
 
 REDIS_URL = os.environ.get("SCRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+#: Keys of this test process; pytest-xdist workers share the database, so each keeps to its own namespace.
+REDIS_NAMESPACE = f"scrm-test:{_XDIST_WORKER or 'main'}"
+TOKEN_PREFIX = f"{REDIS_NAMESPACE}:wechat:token"
 
 # Test credentials: made up, but shaped like the real thing so the sandbox and wechatpy accept them.
 OA_SAFE = AppCredentials(
@@ -60,12 +64,20 @@ MINIPROGRAM = AppCredentials(
 ALL_APPS = (OA_SAFE, OA_COMPAT, OA_PLAIN, MINIPROGRAM)
 
 
+def _clear_redis(client: redis.Redis) -> None:
+    if _XDIST_WORKER is None:
+        client.flushdb()
+    else:  # flushing would wipe the keys of tests running in the other workers
+        for key in client.scan_iter(f"{REDIS_NAMESPACE}:*"):
+            client.delete(key)
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
+    _clear_redis(client)
     yield client
-    client.flushdb()
+    _clear_redis(client)
     client.close()
 
 
@@ -85,7 +97,7 @@ def make_gateway(sandbox: RunningSandbox, redis_client: redis.Redis) -> Callable
     """Build gateways on the sandbox; each gets its own token store object, like a separate process would."""
 
     def build(*, tokens: object | None = None, **options: float) -> WeChatGateway:
-        store = tokens if tokens is not None else RedisTokenStore(redis_client)
+        store = tokens if tokens is not None else RedisTokenStore(redis_client, prefix=TOKEN_PREFIX)
         options.setdefault("connect_timeout", 2.0)
         options.setdefault("read_timeout", 3.0)
         return WeChatGateway(

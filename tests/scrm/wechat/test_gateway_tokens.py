@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
 
+import scrm
 from scrm.wechat.apps import StaticAppDirectory
 from scrm.wechat.errors import (
     AppMisconfigured,
@@ -23,7 +30,7 @@ from scrm.wechat.sandbox import RunningSandbox
 from scrm.wechat.sandbox.client import SandboxClient
 from scrm.wechat.tokens import LocalTokenStore, RedisTokenStore
 
-from .conftest import ALL_APPS, MINIPROGRAM, OA_SAFE
+from .conftest import ALL_APPS, MINIPROGRAM, OA_SAFE, REDIS_URL, TOKEN_PREFIX
 
 
 def token_fetches(control: SandboxClient, appid: str = OA_SAFE.appid) -> int:
@@ -38,7 +45,7 @@ def test_access_token_is_a_cached_stable_token(
     assert token_fetches(control) == 1
     assert control.stats()["calls"] == {"/cgi-bin/stable_token": 1}
     # Cached for expires_in - 300 seconds.
-    ttl_ms = redis_client.pttl(f"scrm:wechat:token:{OA_SAFE.appid}")
+    ttl_ms = redis_client.pttl(f"{TOKEN_PREFIX}:{OA_SAFE.appid}")
     assert 6_890_000 < ttl_ms <= 6_900_000
 
 
@@ -72,7 +79,7 @@ def test_twenty_concurrent_calls_with_an_expired_token_cause_one_refresh(
     openid = follower["openids"][OA_SAFE.appid]
     if store_kind == "redis":
         # One gateway and one store object per thread: as separate processes would have, sharing only Redis.
-        gateways = [make_gateway(tokens=RedisTokenStore(redis_client)) for _ in range(20)]
+        gateways = [make_gateway(tokens=RedisTokenStore(redis_client, prefix=TOKEN_PREFIX)) for _ in range(20)]
     else:
         shared = make_gateway(tokens=LocalTokenStore())
         gateways = [shared] * 20
@@ -194,3 +201,37 @@ def test_an_appid_missing_from_the_directory_fails_before_any_request(
     with pytest.raises(AppMisconfigured):
         gateway.access_token("wx-nowhere")
     assert control.stats()["calls"] == {}
+
+
+_CHILD_PROCESS = """
+import json, sys, time
+import redis
+from scrm.wechat import AppCredentials, RedisTokenStore, StaticAppDirectory, WeChatGateway
+base_url, redis_url, token_prefix, app_fields, openid, start_at = sys.argv[1:]
+app = AppCredentials(**json.loads(app_fields))
+tokens = RedisTokenStore(redis.Redis.from_url(redis_url), prefix=token_prefix)
+gateway = WeChatGateway(StaticAppDirectory([app]), tokens, api_base=base_url)
+time.sleep(max(0.0, float(start_at) - time.time()))
+print(gateway.user_info(app.appid, openid).subscribed)
+"""
+
+
+def test_separate_processes_sharing_redis_refresh_once(
+    gateway: WeChatGateway, sandbox: RunningSandbox, control: SandboxClient, follower: dict
+) -> None:
+    gateway.access_token(OA_SAFE.appid)
+    control.expire_tokens(OA_SAFE.appid)
+    app_fields = json.dumps(dataclasses.asdict(OA_SAFE))
+    repo_root = Path(scrm.__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")])}
+    start_at = str(time.time() + 2.0)  # time for the children to import, then they call together
+    arguments = [sandbox.base_url, REDIS_URL, TOKEN_PREFIX, app_fields, follower["openids"][OA_SAFE.appid], start_at]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD_PROCESS, *arguments], env=environment, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [child.communicate(timeout=30)[0].strip() for child in children]
+    assert outputs == ["True"] * 4 and all(child.returncode == 0 for child in children)
+    assert token_fetches(control) == 2

@@ -11,7 +11,7 @@ import redis
 
 from scrm.wechat.tokens import LocalTokenStore, RedisTokenStore, TokenLockTimeout, TokenStore
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, TOKEN_PREFIX
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -22,7 +22,7 @@ def make_store(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Cal
     def build(**options: float) -> TokenStore:
         if request.param == "local":
             return shared_local
-        return RedisTokenStore(redis_client, prefix="test:token", **options)
+        return RedisTokenStore(redis_client, prefix=TOKEN_PREFIX, **options)
 
     return build
 
@@ -88,32 +88,32 @@ def test_refresh_lock_times_out_while_held(make_store: Callable[..., TokenStore]
 
 
 def test_redis_entry_expires_with_the_token(redis_client: redis.Redis) -> None:
-    store = RedisTokenStore(redis_client, prefix="test:token")
+    store = RedisTokenStore(redis_client, prefix=TOKEN_PREFIX)
     store.set("wx1", "token", time.time() + 100)
-    assert 95_000 < redis_client.pttl("test:token:wx1") <= 100_000
+    assert 95_000 < redis_client.pttl(f"{TOKEN_PREFIX}:wx1") <= 100_000
 
 
 def test_redis_lock_is_released_only_by_its_owner(redis_client: redis.Redis) -> None:
-    first = RedisTokenStore(redis_client, prefix="test:token", lock_ttl_s=0.1, lock_wait_s=1.0)
-    second = RedisTokenStore(redis_client, prefix="test:token", lock_ttl_s=5.0, lock_wait_s=1.0)
+    first = RedisTokenStore(redis_client, prefix=TOKEN_PREFIX, lock_ttl_s=0.1, lock_wait_s=1.0)
+    second = RedisTokenStore(redis_client, prefix=TOKEN_PREFIX, lock_ttl_s=5.0, lock_wait_s=1.0)
     with first.refresh_lock("wx1"):
         time.sleep(0.2)  # the first holder overran its lease; the second one takes the lock
         second_holds = second.refresh_lock("wx1")
         second_holds.__enter__()
     # Leaving the first block must not have deleted the second holder's lock.
-    assert redis_client.get("test:token:wx1:lock") is not None
+    assert redis_client.get(f"{TOKEN_PREFIX}:wx1:lock") is not None
     second_holds.__exit__(None, None, None)
-    assert redis_client.get("test:token:wx1:lock") is None
+    assert redis_client.get(f"{TOKEN_PREFIX}:wx1:lock") is None
 
 
 def test_redis_store_ignores_an_unreadable_entry(redis_client: redis.Redis) -> None:
-    redis_client.set("test:token:wx1", "not json")
-    assert RedisTokenStore(redis_client, prefix="test:token").get("wx1") is None
+    redis_client.set(f"{TOKEN_PREFIX}:wx1", "not json")
+    assert RedisTokenStore(redis_client, prefix=TOKEN_PREFIX).get("wx1") is None
 
 
 def test_redis_store_works_with_a_decoding_client(redis_client: redis.Redis) -> None:
     decoding = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    store = RedisTokenStore(decoding, prefix="test:token")
+    store = RedisTokenStore(decoding, prefix=TOKEN_PREFIX)
     store.set("wx1", "token", time.time() + 60)
     assert store.get("wx1").token == "token"
     store.invalidate("wx1", "token")
