@@ -49,6 +49,12 @@ class SandboxClient:
         """Register an app; returns ``{"app", "credentials"}`` (generated secrets are only shown here)."""
         return self._call("POST", "/apps", {"appid": appid, **fields})
 
+    def apps(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/apps")["apps"]
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/users")["users"]
+
     def create_user(self, user_id: str | None = None, **profile: Any) -> dict[str, Any]:
         body = {"user_id": user_id, **profile} if user_id else profile
         return self._call("POST", "/users", body)["user"]
@@ -129,6 +135,9 @@ class SandboxClient:
 
     def inject_http_status(self, path: str, status: int, *, count: int = 1) -> None:
         self._call("POST", "/faults/http-status", {"path": path, "status": status, "count": count})
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")["faults"]
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")

@@ -100,18 +100,6 @@ class SandboxApp:
             loaded=loaded,
         )
 
-    def credentials(self) -> AppCredentials:
-        return AppCredentials(
-            appid=self.appid,
-            secret=self.secret,
-            kind=self.kind,
-            token=self.token,
-            encoding_aes_key=self.encoding_aes_key,
-            mode=self.mode,
-            original_id=self.original_id,
-            name=self.name,
-        )
-
     def public(self) -> dict[str, Any]:
         """The app as the control API shows it: no secret, token or AES key."""
         return {
@@ -124,6 +112,7 @@ class SandboxApp:
             "pages": sorted(self.pages),
             "tags": [{"id": tagid, "name": name} for tagid, name in sorted(self.tags.items())],
             "has_menu": self.menu is not None,
+            "source": "app_loader" if self.loaded else "control_api",
         }
 
 

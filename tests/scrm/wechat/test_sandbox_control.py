@@ -23,7 +23,7 @@ def test_registering_an_oa_generates_callback_credentials_once(control: SandboxC
     credentials = registered["credentials"]
     assert len(credentials["encoding_aes_key"]) == 43 and credentials["token"] and credentials["secret"]
     assert credentials["original_id"].startswith("gh_")
-    shown = json.dumps(control._call("GET", "/apps"))
+    shown = json.dumps(control.apps())
     for value in (credentials["secret"], credentials["token"], credentials["encoding_aes_key"]):
         assert value not in shown
 
@@ -79,10 +79,10 @@ def test_sms_outbox(control: SandboxClient) -> None:
 def test_faults_are_listed_counted_down_and_cleared(control: SandboxClient, gateway: WeChatGateway) -> None:
     control.inject_errcode("/cgi-bin/tags/get", -1, count=2)
     control.stall("/cgi-bin/menu/get", 0.01)
-    faults = {f["path"]: f for f in control._call("GET", "/faults")["faults"]}
+    faults = {f["path"]: f for f in control.faults()}
     assert faults["/cgi-bin/tags/get"]["remaining"] == 2 and faults["/cgi-bin/menu/get"]["remaining"] is None
     control.clear_faults()
-    assert control._call("GET", "/faults")["faults"] == []
+    assert control.faults() == []
     assert gateway.list_tags(OA_SAFE.appid)
     with pytest.raises(SandboxControlError):
         control.inject_errcode("/cgi-bin/tags/get", 0)
@@ -109,7 +109,7 @@ def test_quotas_are_listed_and_unlimited_with_null(control: SandboxClient) -> No
 
 def test_reset_forgets_everything(control: SandboxClient, user: dict) -> None:
     control.reset()
-    assert control._call("GET", "/users")["users"] == [] and control._call("GET", "/apps")["apps"] == []
+    assert control.users() == [] and control.apps() == []
 
 
 def test_console_page(sandbox: RunningSandbox) -> None:
