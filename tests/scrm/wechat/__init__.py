@@ -1,0 +1,1 @@
+"""Tests of the WeChat gateway, token stores and sandbox (``scrm.wechat``)."""
