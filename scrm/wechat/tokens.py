@@ -112,7 +112,7 @@ if raw and cjson.decode(raw)['token'] == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
-"""
+"""  # noqa: S105 - a Lua script, not a password
 _RELEASE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])

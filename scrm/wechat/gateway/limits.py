@@ -26,12 +26,12 @@ _OAUTH_STATE = re.compile(r"^[A-Za-z0-9]{1,128}$")
 
 def check_scene_str(scene_str: str) -> None:
     if not 1 <= len(scene_str) <= MAX_SCENE_STR_CHARS:
-        raise ValueError(f"scene_str must be 1–{MAX_SCENE_STR_CHARS} characters, got {len(scene_str)}")
+        raise ValueError(f"scene_str must be 1-{MAX_SCENE_STR_CHARS} characters, got {len(scene_str)}")
 
 
 def check_qr_expiry(expire_seconds: int) -> None:
     if not 0 < expire_seconds <= MAX_QR_EXPIRE_SECONDS:
-        raise ValueError(f"a temporary QR code lives 1–{MAX_QR_EXPIRE_SECONDS} seconds (30 days), not {expire_seconds}")
+        raise ValueError(f"a temporary QR code lives 1-{MAX_QR_EXPIRE_SECONDS} seconds (30 days), not {expire_seconds}")
 
 
 def check_openids(openids: Sequence[str], *, at_most: int | None = None) -> None:
@@ -45,13 +45,13 @@ def check_openids(openids: Sequence[str], *, at_most: int | None = None) -> None
 
 def check_tag_name(name: str) -> None:
     if not name or len(name.encode("utf-8")) > MAX_TAG_NAME_BYTES:
-        raise ValueError(f"a tag name is 1–{MAX_TAG_NAME_BYTES} bytes of UTF-8")
+        raise ValueError(f"a tag name is 1-{MAX_TAG_NAME_BYTES} bytes of UTF-8")
 
 
 def check_wxacode_scene(scene: str) -> None:
     if not _WXACODE_SCENE.match(scene):
         raise ValueError(
-            f"a mini-program code scene is 1–{MAX_WXACODE_SCENE_CHARS} characters of [0-9A-Za-z] and "
+            f"a mini-program code scene is 1-{MAX_WXACODE_SCENE_CHARS} characters of [0-9A-Za-z] and "
             "!#$&'()*+,/:;=?@-._~"
         )
 
@@ -65,14 +65,14 @@ def check_wxacode_options(env_version: str, width: int) -> None:
     if env_version not in WXACODE_ENV_VERSIONS:
         raise ValueError(f"env_version must be one of {WXACODE_ENV_VERSIONS}")
     if not 280 <= width <= 1280:
-        raise ValueError("width must be 280–1280 pixels")
+        raise ValueError("width must be 280-1280 pixels")
 
 
 def check_oauth_request(redirect_uri: str, state: str, scope: str) -> None:
     if scope not in OAUTH_SCOPES:
         raise ValueError(f"scope must be one of {OAUTH_SCOPES}")
     if not _OAUTH_STATE.match(state):
-        raise ValueError("state must be 1–128 characters of [A-Za-z0-9] (use it as the CSRF nonce)")
+        raise ValueError("state must be 1-128 characters of [A-Za-z0-9] (use it as the CSRF nonce)")
     if urlsplit(redirect_uri).scheme not in ("http", "https"):
         raise ValueError("redirect_uri must be an http(s) URL")
 

@@ -91,7 +91,7 @@ class MiniProgramApi(GatewayCore):
                 page.
             check_path: Whether WeChat checks that the page is published (False allows unpublished pages).
             env_version: ``release``, ``trial`` or ``develop``.
-            width: Image width in pixels, 280–1280.
+            width: Image width in pixels, 280-1280.
 
         Returns:
             The image bytes (PNG or JPEG).

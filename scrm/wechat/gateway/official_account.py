@@ -33,8 +33,8 @@ class OfficialAccountApi(GatewayCore):
 
         Args:
             appid: An official account.
-            scene_str: 1–64 characters reported back on scan.
-            expire_seconds: Lifetime of a temporary code, 1–2,592,000 seconds.
+            scene_str: 1-64 characters reported back on scan.
+            expire_seconds: Lifetime of a temporary code, 1-2,592,000 seconds.
             permanent: Create a ``QR_LIMIT_STR_SCENE`` code; ``expire_seconds`` is then ignored.
 
         Returns:
@@ -155,7 +155,7 @@ class OfficialAccountApi(GatewayCore):
             appid: An official account.
             redirect_uri: Where WeChat sends the browser back with ``code`` and ``state``; its domain must be the
                 account's OAuth domain.
-            state: The CSRF nonce bound to the session, 1–128 characters of ``[A-Za-z0-9]``.
+            state: The CSRF nonce bound to the session, 1-128 characters of ``[A-Za-z0-9]``.
             scope: ``snsapi_base`` or ``snsapi_userinfo``.
         """
         limits.check_oauth_request(redirect_uri, state, scope)

@@ -361,7 +361,7 @@ def inject_http_status() -> dict[str, Any]:
     body = _body()
     status = body.get("status")
     if not isinstance(status, int) or not 400 <= status <= 599:
-        raise ControlError(400, "status must be an HTTP error status (400–599)")
+        raise ControlError(400, "status must be an HTTP error status (400-599)")
     fault = InjectedFault(path=_text(body, "path"), http_status=status, remaining=_count(body) or 1)
     sandbox_state().add_fault(fault)
     return {"fault": fault.public()}

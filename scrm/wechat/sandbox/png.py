@@ -10,7 +10,7 @@ _MODULES = 21  # the module grid of a version-1 QR code; the pattern only looks 
 
 
 def pattern_png(seed: str, size: int = 430) -> bytes:
-    """Return a ``size``×``size`` greyscale PNG whose black-and-white pattern depends only on ``seed``."""
+    """Return a ``size``x``size`` greyscale PNG whose black-and-white pattern depends only on ``seed``."""
     scale = max(1, size // _MODULES)
     side = scale * _MODULES
     bits = _seed_bits(seed, _MODULES * _MODULES)

@@ -30,7 +30,8 @@ from .conftest import MINIPROGRAM, OA_SAFE
 
 def test_credentials_repr_hides_secret_token_and_aes_key() -> None:
     shown = repr(OA_SAFE) + str(OA_SAFE)
-    assert OA_SAFE.appid in shown and "gh_5afe00000001" in shown
+    assert OA_SAFE.appid in shown
+    assert "gh_5afe00000001" in shown
     for hidden in (OA_SAFE.secret, OA_SAFE.token, OA_SAFE.encoding_aes_key):
         assert hidden not in shown
 
@@ -55,7 +56,8 @@ def test_static_directory_finds_apps_and_refuses_duplicates() -> None:
     directory = StaticAppDirectory([OA_SAFE, MINIPROGRAM])
     assert directory.get(MINIPROGRAM.appid) is MINIPROGRAM
     assert directory.get("wx-unknown") is None
-    assert len(directory) == 2 and set(directory) == {OA_SAFE, MINIPROGRAM}
+    assert len(directory) == 2
+    assert set(directory) == {OA_SAFE, MINIPROGRAM}
     assert OA_SAFE.secret not in repr(directory)
     with pytest.raises(ValueError):
         StaticAppDirectory([OA_SAFE, OA_SAFE])
@@ -90,21 +92,28 @@ def test_static_directory_finds_apps_and_refuses_duplicates() -> None:
 def test_error_for_picks_the_class_for_the_errcode(errcode: int, error_class: type[WeChatError]) -> None:
     error = error_for(errcode, "message")
     assert type(error) is error_class
-    assert error.errcode == errcode and error.errmsg == "message"
+    assert error.errcode == errcode
+    assert error.errmsg == "message"
 
 
 def test_error_text_never_carries_a_url() -> None:
     error = error_for(40001, "invalid credential, more details at https://mmbizurl.cn/s/JtxxFh33r?access_token=abc")
-    assert "http" not in str(error) and "access_token=abc" not in str(error) and "abc" not in repr(error)
+    assert "http" not in str(error)
+    assert "access_token=abc" not in str(error)
+    assert "abc" not in repr(error)
     assert str(error).startswith("errcode 40001: invalid credential")
 
 
 def test_errors_survive_pickling_for_rq() -> None:
-    error = pickle.loads(pickle.dumps(CodeUsed(40163, "code been used")))
-    assert isinstance(error, CodeUsed) and error.errcode == 40163 and error.errmsg == "code been used"
+    error = pickle.loads(pickle.dumps(CodeUsed(40163, "code been used")))  # noqa: S301 - our own bytes
+    assert isinstance(error, CodeUsed)
+    assert error.errcode == 40163
+    assert error.errmsg == "code been used"
 
 
 def test_timeout_is_a_retryable_unavailability() -> None:
     assert issubclass(WeChatTimeout, WeChatUnavailable)
-    assert WeChatTimeout.retryable and RateLimited.retryable and not InvalidCode.retryable
+    assert WeChatTimeout.retryable
+    assert RateLimited.retryable
+    assert not InvalidCode.retryable
     assert str(WeChatTimeout()) == "WeChat did not answer in time"

@@ -31,7 +31,8 @@ def test_send_template_to_a_follower(gateway: WeChatGateway, control: SandboxCli
         miniprogram={"appid": MINIPROGRAM.appid, "pagepath": "pages/points/index"},
     )
     [sent] = control.messages(kind="template")
-    assert sent["msgid"] == msgid and sent["openid"] == openid
+    assert sent["msgid"] == msgid
+    assert sent["openid"] == openid
     assert sent["body"]["data"] == {"thing1": "积分到账", "amount2": "¥12.00"}
     assert sent["body"]["miniprogram"]["pagepath"] == "pages/points/index"
 
@@ -42,12 +43,14 @@ def test_client_msg_id_makes_a_retried_send_idempotent(
     openid = follower["openids"][OA_SAFE.appid]
     first = gateway.send_template(OA_SAFE.appid, openid, "TPL1", DATA, client_msg_id="referral:7:referrer")
     again = gateway.send_template(OA_SAFE.appid, openid, "TPL1", DATA, client_msg_id="referral:7:referrer")
-    assert again == first and len(control.messages(kind="template")) == 1
+    assert again == first
+    assert len(control.messages(kind="template")) == 1
 
     real_clock = sandbox.state.clock
     sandbox.state.clock = lambda: real_clock() + 601  # the dedup window is 10 minutes
     later = gateway.send_template(OA_SAFE.appid, openid, "TPL1", DATA, client_msg_id="referral:7:referrer")
-    assert later != first and len(control.messages(kind="template")) == 2
+    assert later != first
+    assert len(control.messages(kind="template")) == 2
 
 
 def test_template_to_a_non_follower(gateway: WeChatGateway, control: SandboxClient, user: dict) -> None:
@@ -83,7 +86,8 @@ def test_oa_subscribe_message_spends_one_acceptance(
     )
 
     [sent] = control.messages(kind="subscribe")
-    assert sent["appid"] == OA_SAFE.appid and sent["body"]["page"] == "https://m.example.com/a"
+    assert sent["appid"] == OA_SAFE.appid
+    assert sent["body"]["page"] == "https://m.example.com/a"
     with pytest.raises(UserRefused):
         gateway.send_subscribe_message(OA_SAFE.appid, openid, "SUB_1", {"thing1": {"value": "新活动"}})
 

@@ -27,7 +27,8 @@ def test_jscode2session_returns_openid_unionid_and_a_hidden_session_key(
     session = gateway.jscode2session(MINIPROGRAM.appid, control.login_code(user["user_id"], MINIPROGRAM.appid))
     assert session.openid == control.openid(user["user_id"], MINIPROGRAM.appid)
     assert session.unionid == user["unionid"]
-    assert session.session_key and session.session_key not in repr(session)
+    assert session.session_key
+    assert session.session_key not in repr(session)
     # No access token is fetched for a code exchange.
     assert control.stats()["token_fetches"] == {}
 
@@ -59,7 +60,8 @@ def test_an_expired_login_code(
 def test_each_login_rotates_the_session_key(gateway: WeChatGateway, control: SandboxClient, user: dict) -> None:
     first = gateway.jscode2session(MINIPROGRAM.appid, control.login_code(user["user_id"], MINIPROGRAM.appid))
     second = gateway.jscode2session(MINIPROGRAM.appid, control.login_code(user["user_id"], MINIPROGRAM.appid))
-    assert first.openid == second.openid and first.session_key != second.session_key
+    assert first.openid == second.openid
+    assert first.session_key != second.session_key
 
 
 def test_get_phone_number(gateway: WeChatGateway, control: SandboxClient, user: dict) -> None:
@@ -106,7 +108,8 @@ def test_get_wxacode_unlimited_returns_a_png(gateway: WeChatGateway) -> None:
     )
     assert image.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = struct.unpack(">II", image[16:24])
-    assert width == height and 260 <= width <= 280
+    assert width == height
+    assert 260 <= width <= 280
 
 
 @pytest.mark.parametrize("scene", ["", "x" * 33, "r=50%", "推荐人", "a b"])

@@ -19,7 +19,8 @@ def test_create_qrcode_makes_a_temporary_string_scene_code(
     gateway: WeChatGateway, control: SandboxClient, sandbox: RunningSandbox
 ) -> None:
     qr = gateway.create_qrcode(OA_SAFE.appid, "r:AbC123", expire_seconds=3600)
-    assert qr.expire_seconds == 3600 and qr.url
+    assert qr.expire_seconds == 3600
+    assert qr.url
     assert qr.image_url.startswith(f"{sandbox.base_url}/cgi-bin/showqrcode?ticket=")
     [ticket] = control.tickets()
     assert ticket == {
@@ -30,7 +31,8 @@ def test_create_qrcode_makes_a_temporary_string_scene_code(
         "expired": False,
     }
     image = requests.get(qr.image_url, timeout=5)
-    assert image.headers["Content-Type"] == "image/png" and image.content.startswith(b"\x89PNG")
+    assert image.headers["Content-Type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
 
 
 def test_permanent_qrcode_only_when_asked(gateway: WeChatGateway, control: SandboxClient) -> None:
@@ -68,13 +70,16 @@ def test_user_info_confirms_a_qr_follow(gateway: WeChatGateway, control: Sandbox
     qr = gateway.create_qrcode(OA_SAFE.appid, "r:ref42")
     control.scan(user["user_id"], qr.ticket)
     info = gateway.user_info(OA_SAFE.appid, control.openid(user["user_id"], OA_SAFE.appid))
-    assert info.subscribed and info.subscribe_scene == "ADD_SCENE_QR_CODE" and info.qr_scene_str == "r:ref42"
+    assert info.subscribed
+    assert info.subscribe_scene == "ADD_SCENE_QR_CODE"
+    assert info.qr_scene_str == "r:ref42"
     assert info.unionid == user["unionid"]
 
 
 def test_user_info_of_a_non_follower(gateway: WeChatGateway, control: SandboxClient, user: dict) -> None:
     info = gateway.user_info(OA_SAFE.appid, control.openid(user["user_id"], OA_SAFE.appid))
-    assert not info.subscribed and info.subscribe_scene is None
+    assert not info.subscribed
+    assert info.subscribe_scene is None
 
 
 def test_an_openid_of_another_app_is_invalid(gateway: WeChatGateway, follower: dict) -> None:
@@ -159,13 +164,17 @@ def authorize(gateway: WeChatGateway, user_id: str, scope: str = "snsapi_base", 
 
 def test_oauth_base_scope_yields_the_openid_without_profile(gateway: WeChatGateway, user: dict) -> None:
     query = authorize(gateway, user["user_id"])
-    assert query["state"] == ["Nonce123"] and query["from"] == ["menu"]
+    assert query["state"] == ["Nonce123"]
+    assert query["from"] == ["menu"]
 
     grant = gateway.oauth_exchange(OA_SAFE.appid, query["code"][0])
 
-    assert grant.openid == user["openids"][OA_SAFE.appid] and grant.scope == "snsapi_base"
-    assert grant.unionid is None and not grant.is_snapshotuser
-    assert grant.access_token and grant.access_token not in repr(grant)
+    assert grant.openid == user["openids"][OA_SAFE.appid]
+    assert grant.scope == "snsapi_base"
+    assert grant.unionid is None
+    assert not grant.is_snapshotuser
+    assert grant.access_token
+    assert grant.access_token not in repr(grant)
     with pytest.raises(AppMisconfigured) as unauthorized:
         gateway.oauth_userinfo(OA_SAFE.appid, grant)
     assert unauthorized.value.errcode == 48001
@@ -177,18 +186,21 @@ def test_oauth_userinfo_scope_yields_unionid_and_profile(gateway: WeChatGateway,
     grant = gateway.oauth_exchange(OA_SAFE.appid, authorize(gateway, user["user_id"], "snsapi_userinfo")["code"][0])
     assert grant.unionid == user["unionid"]
     profile = gateway.oauth_userinfo(OA_SAFE.appid, grant)
-    assert profile.nickname == "Alice" and profile.unionid == user["unionid"]
+    assert profile.nickname == "Alice"
+    assert profile.unionid == user["unionid"]
 
 
 def test_oauth_snapshot_page_gives_a_virtual_identity(gateway: WeChatGateway, user: dict) -> None:
     query = authorize(gateway, user["user_id"], "snsapi_userinfo", sandbox_snapshot="1")
     grant = gateway.oauth_exchange(OA_SAFE.appid, query["code"][0])
-    assert grant.is_snapshotuser and grant.openid != user["openids"][OA_SAFE.appid]
+    assert grant.is_snapshotuser
+    assert grant.openid != user["openids"][OA_SAFE.appid]
 
 
 def test_oauth_refusal_returns_no_code(gateway: WeChatGateway, user: dict) -> None:
     query = authorize(gateway, user["user_id"], "snsapi_userinfo", sandbox_refuse="1")
-    assert "code" not in query and query["state"] == ["Nonce123"]
+    assert "code" not in query
+    assert query["state"] == ["Nonce123"]
 
 
 def test_oauth_invalid_code(gateway: WeChatGateway) -> None:
@@ -198,7 +210,9 @@ def test_oauth_invalid_code(gateway: WeChatGateway) -> None:
 
 def test_authorize_page_lets_a_person_choose_the_user(gateway: WeChatGateway, user: dict) -> None:
     page = requests.get(gateway.oauth_authorize_url(OA_SAFE.appid, "https://m.example.com/cb", "abc"), timeout=5)
-    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
-    assert "<option>alice</option>" in page.text and 'name="sandbox_user"' in page.text
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert "<option>alice</option>" in page.text
+    assert 'name="sandbox_user"' in page.text
     bad = requests.get(page.url.replace(OA_SAFE.appid, MINIPROGRAM.appid), timeout=5)
     assert bad.status_code == 400

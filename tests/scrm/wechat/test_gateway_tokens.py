@@ -126,7 +126,8 @@ def test_force_refresh_replaces_the_token_at_wechat(
 ) -> None:
     old = gateway.access_token(OA_SAFE.appid)
     new = gateway.force_refresh_token(OA_SAFE.appid)
-    assert new != old and gateway.access_token(OA_SAFE.appid) == new
+    assert new != old
+    assert gateway.access_token(OA_SAFE.appid) == new
     assert gateway.user_info(OA_SAFE.appid, follower["openids"][OA_SAFE.appid]).subscribed
 
 
@@ -142,8 +143,10 @@ def test_a_stalled_wechat_fails_with_a_timeout_within_the_read_timeout(
         gateway.user_info(OA_SAFE.appid, follower["openids"][OA_SAFE.appid])
 
     assert time.monotonic() - started < 0.5 + 0.4
-    assert raised.value.errcode is None and "/cgi-bin/user/info" in str(raised.value)
-    assert raised.value.__context__ is None and raised.value.__cause__ is None
+    assert raised.value.errcode is None
+    assert "/cgi-bin/user/info" in str(raised.value)
+    assert raised.value.__context__ is None
+    assert raised.value.__cause__ is None
 
 
 def test_a_stalled_token_fetch_times_out_too(
@@ -178,7 +181,8 @@ def test_an_unreachable_wechat_is_unavailable_not_a_timeout() -> None:
     with pytest.raises(WeChatUnavailable) as raised:
         gateway.access_token(OA_SAFE.appid)
     assert not isinstance(raised.value, WeChatTimeout)
-    assert OA_SAFE.secret not in str(raised.value) and "127.0.0.1:9" not in str(raised.value)
+    assert OA_SAFE.secret not in str(raised.value)
+    assert "127.0.0.1:9" not in str(raised.value)
 
 
 def test_wrong_secret_and_unknown_app_are_misconfiguration(sandbox: RunningSandbox) -> None:
@@ -233,5 +237,6 @@ def test_separate_processes_sharing_redis_refresh_once(
         for _ in range(4)
     ]
     outputs = [child.communicate(timeout=30)[0].strip() for child in children]
-    assert outputs == ["True"] * 4 and all(child.returncode == 0 for child in children)
+    assert outputs == ["True"] * 4
+    assert all(child.returncode == 0 for child in children)
     assert token_fetches(control) == 2

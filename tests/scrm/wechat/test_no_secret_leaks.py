@@ -110,4 +110,5 @@ def test_no_sensitive_value_reaches_logs_errors_or_reprs(
     # Show where a value leaked, with the value itself masked: a failing run must not leak it further.
     leaked_in = [text.replace(secret, "<LEAKED>")[:300] for secret in secrets for text in texts if secret in text]
     assert len(leaked_in) == 0, "\n".join(leaked_in)
-    assert len(errors) == 9 and all(e.__context__ is None for e in errors)
+    assert len(errors) == 9
+    assert all(e.__context__ is None for e in errors)

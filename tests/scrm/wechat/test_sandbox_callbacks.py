@@ -41,13 +41,17 @@ def test_a_new_follower_scanning_a_qr_posts_an_encrypted_subscribe_event(
     assert callback.query["openid"] == openid
     # Safe mode: the body is only ToUserName and Encrypt.
     outer = xmltodict.parse(callback.body)["xml"]
-    assert set(outer) == {"ToUserName", "Encrypt"} and outer["ToUserName"] == OA_SAFE.original_id
+    assert set(outer) == {"ToUserName", "Encrypt"}
+    assert outer["ToUserName"] == OA_SAFE.original_id
     event = parse_message(decrypt(OA_SAFE, callback))
     assert event.event == "subscribe_scan"  # wechatpy's name for subscribe + qrscene_
-    assert event.scene_id == "r:AbC123" and event.ticket == qr.ticket
-    assert event.source == openid and event.target == OA_SAFE.original_id
+    assert event.scene_id == "r:AbC123"
+    assert event.ticket == qr.ticket
+    assert event.source == openid
+    assert event.target == OA_SAFE.original_id
     assert "<EventKey><![CDATA[qrscene_r:AbC123]]></EventKey>" in report["callback"]["plaintext"]
-    assert report["event"] == "subscribe" and report["callback"]["delivered"]
+    assert report["event"] == "subscribe"
+    assert report["callback"]["delivered"]
     assert report["callback"]["reply"] == {
         "status": 200,
         "body": "success",
@@ -63,7 +67,9 @@ def test_a_follower_scanning_posts_scan_with_the_bare_scene(
     qr = gateway.create_qrcode(OA_SAFE.appid, "r:again")
     control.scan(follower["user_id"], qr.ticket)
     event = parse_message(decrypt(OA_SAFE, receiver.received[-1]))
-    assert event.event == "scan" and event.scene_id == "r:again" and event.ticket == qr.ticket
+    assert event.event == "scan"
+    assert event.scene_id == "r:again"
+    assert event.ticket == qr.ticket
     assert "<EventKey><![CDATA[r:again]]></EventKey>" in decrypt(OA_SAFE, receiver.received[-1])
 
 
@@ -85,10 +91,12 @@ def test_plain_mode_posts_signed_plaintext(
     qr = gateway.create_qrcode(OA_PLAIN.appid, "r:plain")
     control.scan(user["user_id"], qr.ticket)
     [callback] = receiver.received
-    assert "encrypt_type" not in callback.query and "msg_signature" not in callback.query
+    assert "encrypt_type" not in callback.query
+    assert "msg_signature" not in callback.query
     check_signature(OA_PLAIN.token, callback.query["signature"], callback.query["timestamp"], callback.query["nonce"])
     event = parse_message(callback.body)
-    assert event.event == "subscribe_scan" and event.scene_id == "r:plain"
+    assert event.event == "subscribe_scan"
+    assert event.scene_id == "r:plain"
 
 
 def test_follow_text_click_view_unfollow(
@@ -120,8 +128,10 @@ def test_follow_text_click_view_unfollow(
         "unsubscribe",
     ]
     text = messages[1]
-    assert text.content == "积分 ]]> 多少" and text.id == text_report["msgid"] > 0
-    assert messages[2].key == "CHECK_IN" and messages[3].url == menu_url
+    assert text.content == "积分 ]]> 多少"
+    assert text.id == text_report["msgid"] > 0
+    assert messages[2].key == "CHECK_IN"
+    assert messages[3].url == menu_url
 
 
 def test_subscribe_popup_event(control: SandboxClient, receiver: CallbackReceiver, follower: dict) -> None:
@@ -140,7 +150,8 @@ def test_a_stalled_service_gets_the_same_callback_again(
     report = control.follow(user["user_id"], OA_SAFE.appid)["callback"]
 
     attempts = report["attempts"]
-    assert [a["error"] for a in attempts] == ["timeout", None] and attempts[1]["status"] == 200
+    assert [a["error"] for a in attempts] == ["timeout", None]
+    assert attempts[1]["status"] == 200
     first, second = receiver.received
     assert (first.query, first.body) == (second.query, second.body)
     assert report["delivered"]
@@ -152,7 +163,8 @@ def test_a_service_that_never_answers_gets_three_tries(
     control.configure(callback_timeout_s=0.2, callback_attempts=3)
     receiver.stalls = [0.5, 0.5, 0.5]
     report = control.follow(user["user_id"], OA_SAFE.appid)["callback"]
-    assert [a["error"] for a in report["attempts"]] == ["timeout"] * 3 and not report["delivered"]
+    assert [a["error"] for a in report["attempts"]] == ["timeout"] * 3
+    assert not report["delivered"]
     assert len(receiver.received) == 3
 
 
@@ -166,20 +178,24 @@ def test_an_encrypted_passive_reply_is_decrypted_in_the_report(
 
     receiver.reply = reply
     report = control.follow(user["user_id"], OA_SAFE.appid)["callback"]["reply"]
-    assert report["error"] is None and not report["acknowledged"]
+    assert report["error"] is None
+    assert not report["acknowledged"]
     assert "<Content><![CDATA[欢迎!]]></Content>" in report["plaintext"]
 
 
 def test_without_a_target_nothing_is_posted(control: SandboxClient, user: dict) -> None:
     report = control.follow(user["user_id"], OA_SAFE.appid)["callback"]
-    assert report["attempts"] == [] and not report["delivered"] and "no target_url" in report["error"]
+    assert report["attempts"] == []
+    assert not report["delivered"]
+    assert "no target_url" in report["error"]
     assert control.user(user["user_id"])["follows"][OA_SAFE.appid]["subscribed"]
 
 
 def test_the_callback_log_keeps_reports(control: SandboxClient, receiver: CallbackReceiver, user: dict) -> None:
     control.follow(user["user_id"], OA_SAFE.appid)
     [logged] = control.callbacks()
-    assert logged["event"] == "subscribe" and logged["delivered"]
+    assert logged["event"] == "subscribe"
+    assert logged["delivered"]
 
 
 # XML cannot carry control characters, surrogates or non-characters; WeChat never sends them either.
@@ -187,4 +203,5 @@ def test_the_callback_log_keeps_reports(control: SandboxClient, receiver: Callba
 def test_any_text_survives_the_callback_xml(content: str) -> None:
     xml = build_xml([("MsgType", "text"), ("Content", content), ("MsgId", 1)])
     parsed = xmltodict.parse(xml, strip_whitespace=False)["xml"]
-    assert (parsed["Content"] or "") == content and parsed["MsgId"] == "1"
+    assert (parsed["Content"] or "") == content
+    assert parsed["MsgId"] == "1"

@@ -21,7 +21,9 @@ from .conftest import MINIPROGRAM, OA_SAFE
 def test_registering_an_oa_generates_callback_credentials_once(control: SandboxClient) -> None:
     registered = control.register_app("wxnew0000000000001", kind="oa", mode="compat", name="New")
     credentials = registered["credentials"]
-    assert len(credentials["encoding_aes_key"]) == 43 and credentials["token"] and credentials["secret"]
+    assert len(credentials["encoding_aes_key"]) == 43
+    assert credentials["token"]
+    assert credentials["secret"]
     assert credentials["original_id"].startswith("gh_")
     shown = json.dumps(control.apps())
     for value in (credentials["secret"], credentials["token"], credentials["encoding_aes_key"]):
@@ -38,7 +40,8 @@ def test_registering_rejects_bad_apps(control: SandboxClient) -> None:
 
 def test_users_have_one_unionid_and_an_openid_per_app(control: SandboxClient) -> None:
     user = control.create_user("carol", phone="+8613900139000")
-    assert user["phone"] == "13900139000" and user["country_code"] == "86"
+    assert user["phone"] == "13900139000"
+    assert user["country_code"] == "86"
     assert user["openids"][OA_SAFE.appid] != user["openids"][MINIPROGRAM.appid]
     assert all(len(openid) == 28 and openid.startswith("o") for openid in user["openids"].values())
     assert control.user("carol") == user
@@ -70,7 +73,8 @@ def test_sms_outbox(control: SandboxClient) -> None:
     control.send_sms("+8613800138000", "验证码 123456")
     control.send_sms("+8613900139000", "验证码 654321")
     [message] = control.sms("+8613800138000")
-    assert message["text"] == "验证码 123456" and message["id"] == 1
+    assert message["text"] == "验证码 123456"
+    assert message["id"] == 1
     assert len(control.sms()) == 2
     with pytest.raises(SandboxControlError):
         control.send_sms("", "x")
@@ -80,7 +84,8 @@ def test_faults_are_listed_counted_down_and_cleared(control: SandboxClient, gate
     control.inject_errcode("/cgi-bin/tags/get", -1, count=2)
     control.stall("/cgi-bin/menu/get", 0.01)
     faults = {f["path"]: f for f in control.faults()}
-    assert faults["/cgi-bin/tags/get"]["remaining"] == 2 and faults["/cgi-bin/menu/get"]["remaining"] is None
+    assert faults["/cgi-bin/tags/get"]["remaining"] == 2
+    assert faults["/cgi-bin/menu/get"]["remaining"] is None
     control.clear_faults()
     assert control.faults() == []
     assert gateway.list_tags(OA_SAFE.appid)
@@ -109,13 +114,16 @@ def test_quotas_are_listed_and_unlimited_with_null(control: SandboxClient) -> No
 
 def test_reset_forgets_everything(control: SandboxClient, user: dict) -> None:
     control.reset()
-    assert control.users() == [] and control.apps() == []
+    assert control.users() == []
+    assert control.apps() == []
 
 
 def test_console_page(sandbox: RunningSandbox) -> None:
     page = requests.get(f"{sandbox.base_url}/", timeout=5)
-    assert page.status_code == 200 and page.url.endswith("/sandbox/")
-    assert "<title>WeChat sandbox</title>" in page.text and "fetch('/sandbox'" in page.text
+    assert page.status_code == 200
+    assert page.url.endswith("/sandbox/")
+    assert "<title>WeChat sandbox</title>" in page.text
+    assert "fetch('/sandbox'" in page.text
 
 
 def test_the_app_loader_supplies_unknown_apps_on_demand() -> None:
@@ -175,11 +183,14 @@ def test_serve_command_registers_apps_and_serves(monkeypatch: pytest.MonkeyPatch
     assert "WeChat sandbox on http://127.0.0.1:5055" in result.output
     assert "http://127.0.0.1:5000/wechat/<appid>/callback" in result.output
     state = served["app"].extensions["scrm_wechat_sandbox"]
-    assert "wxcli" in state.apps and served["closed"] and served["address"] == ("127.0.0.1", 5055)
+    assert "wxcli" in state.apps
+    assert served["closed"]
+    assert served["address"] == ("127.0.0.1", 5055)
 
 
 def test_serve_command_rejects_a_bad_apps_file(tmp_path: Path) -> None:
     apps_file = tmp_path / "apps.json"
     apps_file.write_text(json.dumps([{"appid": "wxcli", "kind": "oa"}]))
     result = CliRunner().invoke(cli.sandbox, ["serve", "--apps", str(apps_file)])
-    assert result.exit_code == 2 and "--apps" in result.output
+    assert result.exit_code == 2
+    assert "--apps" in result.output

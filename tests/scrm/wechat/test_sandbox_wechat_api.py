@@ -74,7 +74,8 @@ def test_cgi_bin_token_overlaps_the_previous_token_for_five_minutes(
     openid = follower["openids"][OA_SAFE.appid]
     old = wechat.token()["access_token"]
     new = wechat.token()["access_token"]
-    assert old != new and len(new) >= 100
+    assert old != new
+    assert len(new) >= 100
     assert wechat.errcode_of_user_info(old, openid) == 0
     clock[0] += 301
     assert wechat.errcode_of_user_info(old, openid) == 40001  # replaced, past the overlap
@@ -91,7 +92,8 @@ def test_stable_token_is_the_same_until_renewal_or_force(
     assert first["expires_in"] == 7200
     clock[0] += 100
     second = wechat.stable_token()
-    assert second["access_token"] == first["access_token"] and second["expires_in"] == 7100
+    assert second["access_token"] == first["access_token"]
+    assert second["expires_in"] == 7100
     clock[0] += 6850  # under 5 minutes left: WeChat renews, the old token stays valid to its end
     renewed = wechat.stable_token()
     assert renewed["access_token"] != first["access_token"]
@@ -139,7 +141,8 @@ def test_qrcode_create_shapes(wechat: WeChatHttp) -> None:
         {"expire_seconds": 9_999_999, "action_name": "QR_SCENE", "action_info": {"scene": {"scene_id": 123}}},
         access_token=token,
     )
-    assert set(temporary) == {"ticket", "expire_seconds", "url"} and temporary["expire_seconds"] == 2_592_000
+    assert set(temporary) == {"ticket", "expire_seconds", "url"}
+    assert temporary["expire_seconds"] == 2_592_000
     permanent = wechat.post(
         "/cgi-bin/qrcode/create",
         {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "desk"}}},
@@ -176,7 +179,9 @@ def test_the_qr_url_leads_to_the_console(wechat: WeChatHttp, sandbox: RunningSan
     body = {"expire_seconds": 60, "action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "s"}}}
     created = wechat.post("/cgi-bin/qrcode/create", body, access_token=token)
     landing = requests.get(created["url"], timeout=5)
-    assert landing.status_code == 200 and "WeChat sandbox" in landing.text and "ticket=" in landing.url
+    assert landing.status_code == 200
+    assert "WeChat sandbox" in landing.text
+    assert "ticket=" in landing.url
 
 
 def test_codes_are_single_use_and_app_bound(wechat: WeChatHttp, control: SandboxClient, user: dict) -> None:

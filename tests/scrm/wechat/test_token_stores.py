@@ -32,7 +32,9 @@ def test_set_then_get_until_expiry(make_store: Callable[..., TokenStore]) -> Non
     assert store.get("wx1") is None
     store.set("wx1", "token-1", time.time() + 60)
     cached = store.get("wx1")
-    assert cached is not None and cached.token == "token-1" and cached.is_fresh()
+    assert cached is not None
+    assert cached.token == "token-1"
+    assert cached.is_fresh()
     assert "token-1" not in repr(cached)
     store.set("wx1", "token-2", time.time() - 1)
     assert store.get("wx1") is None
@@ -84,7 +86,8 @@ def test_refresh_lock_times_out_while_held(make_store: Callable[..., TokenStore]
         thread = threading.Thread(target=wait)
         thread.start()
         thread.join()
-    assert outcome and isinstance(outcome[0], TimeoutError)
+    assert outcome
+    assert isinstance(outcome[0], TimeoutError)
 
 
 def test_redis_entry_expires_with_the_token(redis_client: redis.Redis) -> None:
