@@ -14,6 +14,7 @@ from wechat_handlers.parsing import CallbackMessage
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "wechat"
 SEEDS = sorted(path.read_bytes() for path in FIXTURES_DIR.glob("*.xml"))
 FIXED_PREFIX = b"0123456789abcdef"
+# CPU time of this thread, so a busy CI machine (other xdist workers) does not fail the budget.
 BUDGET_S = 0.1
 
 # Derandomised so CI runs the same 2,200 inputs every time; no example database is written.
@@ -70,13 +71,13 @@ XML_TOKENS = [
 
 
 def _open_within_budget(sender, request, app) -> CallbackMessage | CallbackRejected:
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         result: CallbackMessage | CallbackRejected = sender.open(request, app)
     except CallbackRejected as rejected:
         assert 400 <= rejected.status < 500
         result = rejected
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert elapsed < BUDGET_S, f"{elapsed:.3f}s"
     return result
 

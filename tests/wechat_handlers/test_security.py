@@ -136,9 +136,9 @@ def test_body_screening_is_linear_on_many_unterminated_cdata_openers() -> None:
     import time
 
     body = b"<![CDATA[" * (MAX_BODY_BYTES // 9)
-    started = time.perf_counter()
+    started = time.thread_time()
     check_xml_bytes(body)
-    assert time.perf_counter() - started < 0.05
+    assert time.thread_time() - started < 0.05
 
 
 def test_every_rejection_is_a_4xx_with_a_fixed_message() -> None:
