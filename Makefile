@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 5000
+SANDBOX_PORT ?= 5055
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
@@ -20,7 +21,8 @@ install: $(STAMP)  ## create .venv and install scrm with its dev tools
 
 run: $(STAMP)  ## serve on 127.0.0.1:$(PORT): SQLite, in-process jobs, the WeChat sandbox
 	$(BIN)/scrm db upgrade
-	$(BIN)/scrm serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/scrm demo
+	$(BIN)/scrm serve --host 127.0.0.1 --port $(PORT) --sandbox $(SANDBOX_PORT)
 
 test: $(STAMP)  ## ruff, import contracts, migrations check and the test suite (PostgreSQL + Redis)
 	$(BIN)/ruff check .

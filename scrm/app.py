@@ -21,7 +21,11 @@ from scrm.wechat_apps import plain_mode_official_accounts
 DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models", "wechat_handlers.jobs")
 
 #: Blueprints of the JSON API, as "module:attribute".
-API_BLUEPRINTS: tuple[str, ...] = ("scrm.views:staff_bp", "wechat_handlers.views:staff_bp")
+API_BLUEPRINTS: tuple[str, ...] = (
+    "scrm.views:staff_bp",
+    "scrm.views:wechat_apps_bp",
+    "wechat_handlers.views:staff_bp",
+)
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
 PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")

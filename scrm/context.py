@@ -29,6 +29,16 @@ def ext(app: Flask | None = None) -> ScrmExtension:
     return (app or current_app).extensions["scrm"]
 
 
+def gateway(app: Flask | None = None) -> Any:
+    """The WeChat gateway of this app (built on first use)."""
+    scrm = ext(app)
+    if "gateway" not in scrm.services:
+        from scrm.wechat.wiring import build_gateway
+
+        scrm.services["gateway"] = build_gateway(scrm.config, scrm.db, scrm.redis)
+    return scrm.services["gateway"]
+
+
 def db_session() -> Session:
     """The request's session, created on first use and closed at teardown; the view commits it."""
     if not has_request_context():

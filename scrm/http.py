@@ -14,6 +14,15 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from scrm.errors import DomainError
 from scrm.logs import request_id_var
+from scrm.wechat.errors import (
+    AppMisconfigured,
+    InvalidArgument,
+    InvalidCredential,
+    QuotaExceeded,
+    WeChatError,
+    WeChatUnavailable,
+)
+from scrm.wechat.errors import RateLimited as WeChatRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +126,28 @@ def handle_domain_error(error: DomainError) -> Response:
     return error_response(error.status, error.message, code=error.code, details=error.details)
 
 
+def handle_wechat_error(error: WeChatError) -> Response:
+    """A WeChat API failure seen by a staff or member route (callbacks never call WeChat inline)."""
+    details = {"errcode": error.errcode} if error.errcode is not None else {}
+    if isinstance(error, WeChatUnavailable):
+        return error_response(503, "WeChat did not answer in time; try again.", code="wechat_unavailable")
+    if isinstance(error, QuotaExceeded | WeChatRateLimited):
+        return error_response(429, "WeChat's quota for this call is used up.", code="wechat_quota", details=details)
+    if isinstance(error, InvalidArgument):
+        return error_response(
+            422, f"WeChat refused the request: {error.errmsg}", code="wechat_invalid_argument", details=details
+        )
+    if isinstance(error, AppMisconfigured | InvalidCredential):
+        log.error("WeChat app misconfigured", extra={"errcode": error.errcode})
+        return error_response(
+            502,
+            "The WeChat app's credentials or permissions are wrong.",
+            code="wechat_app_misconfigured",
+            details=details,
+        )
+    return error_response(502, f"WeChat refused the request: {error.errmsg}", code="wechat_error", details=details)
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -188,6 +219,7 @@ def init_http(app: Flask) -> None:
     app.after_request(_finish_response)
     app.teardown_request(_reset_request_id)
     app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(WeChatError, handle_wechat_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
 

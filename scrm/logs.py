@@ -14,7 +14,7 @@ request_id_var: ContextVar[str | None] = ContextVar("scrm_request_id", default=N
 _PHONE = re.compile(r"(?<![\d])(?:\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?![\d])")
 _SENSITIVE_NAMES = (
     "session_key|sessionkey|access_token|accesstoken|refresh_token|secret|appsecret|app_secret|password|"
-    "encoding_aes_key|encodingaeskey|aes_key|aeskey|token"
+    "encoding_aes_key|encodingaeskey|aes_key|aeskey|token|signature"
 )
 # key=value, key: value, "key": "value", key=value in query strings.
 _SENSITIVE_PAIR = re.compile(

@@ -69,3 +69,32 @@ class AuditQueryArgsSchema(ma.Schema):
     target_type = ma.fields.String()
     target_id = ma.fields.String()
     actor_id = ma.fields.Integer()
+
+
+class WeChatAppSchema(ma.Schema):
+    """An app as staff see it: never the secret, the token or the AES key."""
+
+    appid = ma.fields.String()
+    kind = ma.fields.String()
+    name = ma.fields.String(allow_none=True)
+    original_id = ma.fields.String(allow_none=True)
+    mode = ma.fields.String()
+    is_active = ma.fields.Boolean()
+    has_token = ma.fields.Boolean()
+    has_aes_key = ma.fields.Boolean()
+    callback_path = ma.fields.String()
+
+
+class WeChatAppRegisterSchema(StrictSchema):
+    appid = ma.fields.String(required=True, validate=ma.validate.Length(min=3, max=32))
+    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(("oa", "miniprogram")))
+    secret = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(min=1, max=128))
+    token = ma.fields.String(load_only=True, validate=ma.validate.Length(min=3, max=32))
+    aes_key = ma.fields.String(load_only=True, validate=ma.validate.Length(equal=43))
+    mode = ma.fields.String(load_default="safe", validate=ma.validate.OneOf(("safe", "compat", "plain")))
+    original_id = ma.fields.String(validate=ma.validate.Length(max=32))
+    name = ma.fields.String(validate=ma.validate.Length(max=80))
+
+
+class WeChatAppUpdateSchema(StrictSchema):
+    is_active = ma.fields.Boolean(required=True)

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select, text
 
-from scrm import auth
+from scrm import auth, wechat_apps
 from scrm.context import db_session, ext
 from scrm.guards import STAFF_SECURITY, bearer_token, client_ip, staff_actor, staff_required
 from scrm.http import PageArgsSchema, page_schema
@@ -24,7 +24,11 @@ from scrm.schemas import (
     StaffUserCreateSchema,
     StaffUserSchema,
     StaffUserUpdateSchema,
+    WeChatAppRegisterSchema,
+    WeChatAppSchema,
+    WeChatAppUpdateSchema,
 )
+from scrm.secretbox import SecretBox
 
 health_bp = FlaskBlueprint("health", __name__)
 
@@ -161,3 +165,60 @@ class AuditLogView(MethodView):
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         items = session.scalars(query.order_by(AuditEntry.id.desc()).limit(page["limit"]).offset(page["offset"]))
         return {"items": list(items), "page": {**page, "total": total}}
+
+
+wechat_apps_bp = Blueprint(
+    "wechat_apps",
+    __name__,
+    url_prefix="/api/v1/staff/wechat-apps",
+    description="The brand's official accounts and mini-programs (admin)",
+)
+
+
+def _app_view(app: Any) -> dict[str, Any]:
+    return {
+        **wechat_apps.public_view(app),
+        "callback_path": f"/wechat/{app.appid}/callback" if app.kind == "oa" else "",
+    }
+
+
+@wechat_apps_bp.route("")
+class WeChatAppsView(MethodView):
+    @wechat_apps_bp.response(200, WeChatAppSchema(many=True))
+    @wechat_apps_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def get(self) -> Any:
+        """List the registered apps (credentials are never shown)."""
+        return [_app_view(app) for app in wechat_apps.list_apps(db_session())]
+
+    @wechat_apps_bp.arguments(WeChatAppRegisterSchema)
+    @wechat_apps_bp.response(201, WeChatAppSchema)
+    @wechat_apps_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register an app, or replace the settings and credentials of a registered one."""
+        config = ext().config
+        session = db_session()
+        app = wechat_apps.register_app(
+            session,
+            SecretBox(config.secret_key),
+            actor=staff_actor(),
+            allow_plain=config.env != "prod" or config.wechat_allow_plain_mode,
+            **data,
+        )
+        session.commit()
+        return _app_view(app)
+
+
+@wechat_apps_bp.route("/<appid>")
+class WeChatAppView(MethodView):
+    @wechat_apps_bp.arguments(WeChatAppUpdateSchema)
+    @wechat_apps_bp.response(200, WeChatAppSchema)
+    @wechat_apps_bp.doc(security=STAFF_SECURITY)
+    @staff_required("admin")
+    def patch(self, data: dict[str, Any], appid: str) -> Any:
+        """Activate or deactivate an app (a deactivated OA's callbacks get 404)."""
+        session = db_session()
+        app = wechat_apps.set_app_active(session, appid, is_active=data["is_active"], actor=staff_actor())
+        session.commit()
+        return _app_view(app)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -14,6 +16,7 @@ from hypothesis import settings
 from redis import Redis
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
 
 from scrm import migrate
 from scrm.app import create_app
@@ -182,3 +185,26 @@ def factories(session: Any) -> Any:
 
     module.bind_factories(session)
     return module
+
+
+@contextmanager
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve `app` on a free 127.0.0.1 port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def embedded_pg_app(pg_url: str, pg_engine: Engine) -> Iterator[Flask]:
+    """The app on a real PostgreSQL engine with in-process jobs (no Redis); tables truncated afterwards."""
+    truncate_all(pg_engine)
+    app = create_app(make_config(database_url=pg_url))
+    yield app
+    app.extensions["scrm"].db.dispose()
+    truncate_all(pg_engine)

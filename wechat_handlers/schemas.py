@@ -66,3 +66,24 @@ class InboxQueryArgsSchema(ma.Schema):
     event = ma.fields.String(validate=ma.validate.Length(max=64))
     received_from = ma.fields.AwareDateTime()
     received_to = ma.fields.AwareDateTime()
+
+
+class MenuButtonSchema(ma.Schema):
+    """One button of WeChat's custom menu; WeChat validates the rest (types, URLs, mini-program pages)."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    type = ma.fields.String(validate=ma.validate.Length(max=32))
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=60))
+    key = ma.fields.String(validate=ma.validate.Length(max=128))
+    url = ma.fields.String(validate=ma.validate.Length(max=1024))
+    sub_button = ma.fields.List(ma.fields.Dict(), validate=ma.validate.Length(max=5))
+
+
+class MenuSchema(StrictSchema):
+    """WeChat's custom menu: up to 3 top-level buttons, each with up to 5 sub-buttons."""
+
+    button = ma.fields.List(
+        ma.fields.Nested(MenuButtonSchema), required=True, validate=ma.validate.Length(min=1, max=3)
+    )

@@ -168,3 +168,12 @@ def delete_rule(session: Session, rule_id: int, *, actor: audit.Actor) -> None:
     audit.record(
         session, actor, "auto_reply_rule.delete", target_type="auto_reply_rule", target_id=rule_id, before=before
     )
+
+
+def record_menu_published(
+    session: Session, *, appid: str, menu: dict[str, Any], previous: dict[str, Any] | None, actor: audit.Actor
+) -> None:
+    """Audit a menu publication (the menu itself lives at WeChat)."""
+    audit.record(
+        session, actor, "wechat_menu.publish", target_type="wechat_app", target_id=appid, before=previous, after=menu
+    )

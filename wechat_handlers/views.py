@@ -12,7 +12,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from scrm.cache import TTLCache
-from scrm.context import db_session, ext
+from scrm.context import db_session, ext, gateway
+from scrm.errors import NotFound
 from scrm.guards import STAFF_SECURITY, staff_actor, staff_required
 from scrm.http import PageArgsSchema, error_response, page_schema
 from scrm.secretbox import SecretBox
@@ -31,6 +32,7 @@ from wechat_handlers.schemas import (
     AutoReplyRuleUpdateSchema,
     InboxMessageSchema,
     InboxQueryArgsSchema,
+    MenuSchema,
     RuleQueryArgsSchema,
 )
 from wechat_handlers.security import MAX_BODY_BYTES, check_declared_length
@@ -202,6 +204,38 @@ class AutoReplyRuleById(MethodView):
         services.delete_rule(session, rule_id, actor=staff_actor())
         session.commit()
         _invalidate_rules()
+
+
+@staff_bp.route("/menus/<appid>")
+class Menu(MethodView):
+    @staff_bp.response(200, MenuSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def get(self, appid: str) -> Any:
+        """The official account's current custom menu, read from WeChat (admin, campaign_manager)."""
+        _require_official_account(appid)
+        current = gateway().get_menu(appid)
+        return {"button": ((current or {}).get("menu") or {}).get("button", [])}
+
+    @staff_bp.arguments(MenuSchema)
+    @staff_bp.response(200, MenuSchema)
+    @staff_bp.doc(security=STAFF_SECURITY)
+    @staff_required("campaign_manager")
+    def put(self, menu: dict[str, Any], appid: str) -> Any:
+        """Publish a custom menu to WeChat; audited (admin, campaign_manager)."""
+        _require_official_account(appid)
+        session = db_session()
+        previous = gateway().get_menu(appid)
+        gateway().create_menu(appid, menu)
+        # WeChat has the new menu now; the audit row records it even though the change lives at WeChat.
+        services.record_menu_published(session, appid=appid, menu=menu, previous=previous, actor=staff_actor())
+        session.commit()
+        return menu
+
+
+def _require_official_account(appid: str) -> None:
+    if _callback_app(appid) is None:
+        raise NotFound("no official account with this appid is configured")
 
 
 @staff_bp.route("/inbox")
