@@ -112,11 +112,21 @@ class RqRunner:
                 log.warning("could not enqueue outbox drain; the sweeper will", extra={"queue": name}, exc_info=True)
 
     def _enqueue_drain(self, name: str) -> None:
-        from rq import Retry
 
         # SET NX: if a drain is already queued (not yet started) it will see our rows too.
-        if not self.redis.set(DRAIN_QUEUED_KEY.format(queue=name), "1", nx=True, ex=300):
+        marker = DRAIN_QUEUED_KEY.format(queue=name)
+        # The marker expires on its own, so a relay job lost between dequeue and start blocks nothing for long.
+        if not self.redis.set(marker, "1", nx=True, ex=60):
             return
+        try:
+            self._enqueue_drain_job(name)
+        except Exception:
+            self.redis.delete(marker)
+            raise
+
+    def _enqueue_drain_job(self, name: str) -> None:
+        from rq import Retry
+
         generation = self.redis.incr(DRAIN_GENERATION_KEY.format(queue=name))
         self.queue(name).enqueue(
             DRAIN_JOB,

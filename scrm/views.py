@@ -66,7 +66,10 @@ staff_bp = Blueprint("staff", __name__, url_prefix="/api/v1/staff", description=
 
 
 def limiter() -> RateLimiter:
-    return ext().services.setdefault("rate_limiter", RateLimiter(ext().redis))
+    services = ext().services
+    if "rate_limiter" not in services:
+        services["rate_limiter"] = RateLimiter(ext().redis)
+    return services["rate_limiter"]
 
 
 @staff_bp.route("/session")

@@ -70,14 +70,21 @@ XML_TOKENS = [
 ]
 
 
-def _open_within_budget(sender, request, app) -> CallbackMessage | CallbackRejected:
+def _open_timed(sender, request, app) -> tuple[CallbackMessage | CallbackRejected, float]:
     started = time.thread_time()
     try:
         result: CallbackMessage | CallbackRejected = sender.open(request, app)
     except CallbackRejected as rejected:
         assert 400 <= rejected.status < 500
         result = rejected
-    elapsed = time.thread_time() - started
+    return result, time.thread_time() - started
+
+
+def _open_within_budget(sender, request, app) -> CallbackMessage | CallbackRejected:
+    result, elapsed = _open_timed(sender, request, app)
+    if elapsed >= BUDGET_S:
+        # A garbage-collection pause can land on any input; a truly slow input is slow twice.
+        elapsed = min(elapsed, _open_timed(sender, request, app)[1])
     assert elapsed < BUDGET_S, f"{elapsed:.3f}s"
     return result
 

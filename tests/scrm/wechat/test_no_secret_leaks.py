@@ -97,6 +97,8 @@ def test_no_sensitive_value_reaches_logs_errors_or_reprs(
     user: dict,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # create_app quiets urllib3 for the service; this test wants its request lines to prove the masking.
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     gateway, slow_gateway = make_gateway(), make_gateway(read_timeout=0.3)
 
     results, errors, codes = exercise_everything(gateway, slow_gateway, control, user["user_id"])
