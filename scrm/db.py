@@ -9,7 +9,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, BigInteger, Connection, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Select,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -137,3 +150,9 @@ class Database:
     def dispose(self) -> None:
         if isinstance(self.bind, Engine):
             self.bind.dispose()
+
+
+def paginate(session: Session, query: Select[Any], *, limit: int, offset: int) -> tuple[list[Any], int]:
+    """One page of `query`'s rows (ordered as the query says) and the total count of its matches."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return list(session.scalars(query.limit(limit).offset(offset))), total

@@ -8,10 +8,11 @@ from flask import Blueprint as FlaskBlueprint
 from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from scrm import auth, wechat_apps
 from scrm.context import db_session, ext
+from scrm.db import paginate
 from scrm.guards import STAFF_SECURITY, bearer_token, client_ip, staff_actor, staff_required
 from scrm.http import PageArgsSchema, page_schema
 from scrm.models import AuditEntry, StaffUser
@@ -120,10 +121,8 @@ class StaffUsersView(MethodView):
     @staff_required("admin")
     def get(self, page: dict[str, Any]) -> Any:
         """List staff users (admin)."""
-        session = db_session()
-        total = session.scalar(select(func.count()).select_from(StaffUser))
-        items = session.scalars(select(StaffUser).order_by(StaffUser.id).limit(page["limit"]).offset(page["offset"]))
-        return {"items": list(items), "page": {**page, "total": total}}
+        items, total = paginate(db_session(), select(StaffUser).order_by(StaffUser.id), **page)
+        return {"items": items, "page": {**page, "total": total}}
 
     @staff_bp.arguments(StaffUserCreateSchema)
     @staff_bp.response(201, StaffUserSchema)
@@ -161,13 +160,11 @@ class AuditLogView(MethodView):
     @staff_required("auditor")
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
         """Search the audit log, newest first (admin, auditor)."""
-        session = db_session()
-        query = select(AuditEntry)
+        query = select(AuditEntry).order_by(AuditEntry.id.desc())
         for name, value in filters.items():
             query = query.where(getattr(AuditEntry, name) == value)
-        total = session.scalar(select(func.count()).select_from(query.subquery()))
-        items = session.scalars(query.order_by(AuditEntry.id.desc()).limit(page["limit"]).offset(page["offset"]))
-        return {"items": list(items), "page": {**page, "total": total}}
+        items, total = paginate(db_session(), query, **page)
+        return {"items": items, "page": {**page, "total": total}}
 
 
 wechat_apps_bp = Blueprint(

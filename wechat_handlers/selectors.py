@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from scrm.db import paginate
 from wechat_handlers.models import AutoReplyRule, InboxMessage
 from wechat_handlers.rules import ReplyRule
 
@@ -27,12 +28,10 @@ def active_rules(session: Session, appid: str) -> tuple[ReplyRule, ...]:
 
 
 def list_rules(session: Session, *, appid: str | None, limit: int, offset: int) -> tuple[list[AutoReplyRule], int]:
-    query = select(AutoReplyRule)
+    query = select(AutoReplyRule).order_by(AutoReplyRule.priority, AutoReplyRule.id)
     if appid is not None:
         query = query.where(AutoReplyRule.appid == appid)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AutoReplyRule.priority, AutoReplyRule.id).limit(limit).offset(offset))
-    return list(rows), total
+    return paginate(session, query, limit=limit, offset=offset)
 
 
 def search_inbox(
@@ -61,6 +60,4 @@ def search_inbox(
         query = query.where(InboxMessage.received_at >= received_from)
     if received_to:
         query = query.where(InboxMessage.received_at < received_to)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(InboxMessage.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return paginate(session, query.order_by(InboxMessage.id.desc()), limit=limit, offset=offset)
