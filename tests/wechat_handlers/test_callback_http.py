@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
+from member import signals as member_signals
 from member.models import Member, MessageConsent, MessageDelivery, WeChatIdentity
 from scrm.audit import Actor
 from scrm.models import OutboxMessage
@@ -345,3 +346,30 @@ def test_staff_search_the_inbox(client, staff, oa, wechat):
     by_user = client.get(f"/api/v1/staff/wechat/inbox?openid={OPENID}&event=SUBSCRIBE", headers=headers).get_json()
     assert by_user["page"]["total"] == 1
     assert client.get("/api/v1/staff/wechat/inbox", headers=staff.headers("kol_manager")).status_code == 403
+
+
+def test_the_processing_job_run_twice_has_one_effect(client, session, oa, wechat, monkeypatch):
+    from wechat_handlers import jobs
+
+    # Store without processing (as if the worker had not run yet), then run the job twice.
+    monkeypatch.setattr("scrm.jobs.InProcessRunner.notify", lambda self, queues: None)
+    post(client, wechat.encrypted(fixture_xml("event_subscribe__qrscene")))
+    row = session.scalars(select(InboxMessage)).one()
+    assert row.status == "pending"
+    follows = []
+
+    def on_follow(sender, **kwargs):
+        follows.append(sender)
+
+    member_signals.wechat_followed.connect(on_follow)
+    try:
+        jobs.process_inbox(session, {"inbox_id": row.id})
+        jobs.process_inbox(session, {"inbox_id": row.id})
+    finally:
+        member_signals.wechat_followed.disconnect(on_follow)
+    assert len(follows) == 1
+    session.flush()
+    identity = session.scalars(select(WeChatIdentity)).one()
+    assert identity.subscribed is True
+    assert row.status == INBOX_DONE
+    assert count(session, WeChatIdentity) == 1
