@@ -58,8 +58,8 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def redis_url(worker_id: str) -> str:
-    base = TEST_REDIS_URL.rsplit("/", 1)[0]
-    return f"{base}/{1 + _worker_index(worker_id)}"
+    base, _, first = TEST_REDIS_URL.rpartition("/")
+    return f"{base}/{int(first or 0) + 1 + _worker_index(worker_id)}"
 
 
 @pytest.fixture
