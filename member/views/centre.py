@@ -320,20 +320,20 @@ class SmsVerifyView(MethodView):
 
 
 def _consents_answer(session: Session, member_id: int) -> dict[str, Any]:
+    current = selectors.current_consents(session, member_id)
+    history = selectors.consent_history(session, member_id)
     return {
-        **selectors.jsonable(
-            {
-                purpose: None
-                if row is None
-                else {"granted": row.granted, "policy_version": row.policy_version, "at": row.at}
-                for purpose, row in selectors.current_consents(session, member_id).items()
-            }
-        ),
+        **{
+            purpose: None
+            if row is None
+            else {"granted": row.granted, "policy_version": row.policy_version, "at": row.at}
+            for purpose, row in current.items()
+        },
         "policy_version": ext().config.member_consent_policy_version,
         "history": selectors.jsonable(
             [
                 {"purpose": r.purpose, "granted": r.granted, "policy_version": r.policy_version, "at": r.at}
-                for r in selectors.consent_history(session, member_id)
+                for r in history
             ]
         ),
     }
