@@ -23,7 +23,7 @@ from member import signals
 from member.errors import AppNotUsable, PhoneTaken
 from member.models import Member, PhoneCode, WeChatIdentity
 from member.phones import to_e164
-from member.services.merge import merge_members
+from member.services.merge import merge_members, resolve_member
 from scrm import audit, outbox
 from scrm.clock import utcnow
 from scrm.errors import RateLimited
@@ -51,6 +51,11 @@ def bind_phone(session: Session, member: Member, phone: str, *, method: str) -> 
     """
     holder = session.scalar(select(Member).where(Member.phone == phone).with_for_update())
     now = utcnow()
+    if holder is not None and holder.merged_into_id is not None:
+        # The number sits on a row merged into another member (whose own phone was kept): it is that member's.
+        holder.phone = None
+        session.flush()
+        holder = resolve_member(session, holder.id)
     if holder is not None and holder.id != member.id:
         if _different_people(session, holder, member):
             raise PhoneTaken()

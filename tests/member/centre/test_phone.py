@@ -229,3 +229,24 @@ def test_an_invalid_phone_is_refused(client, wechat):
     answer = client.post("/api/v1/member/phone/sms", json={"phone": "12345"}, headers=bearer(token))
     assert answer.status_code == 422
     assert answer.get_json()["error"]["code"] == "phone_invalid"
+
+
+def test_a_phone_left_on_a_merged_row_goes_to_the_member_it_was_merged_into(client, wechat, session):
+    from member.services.merge import merge_members
+    from scrm.audit import Actor
+
+    survivor = Member(source="legacy", phone="+8613700000001", name="Old")
+    merged = Member(source="legacy", phone=E164)
+    session.add_all([survivor, merged])
+    session.flush()
+    merge_members(session, survivor_id=survivor.id, source_id=merged.id, actor=Actor.system())
+    session.commit()
+    assert merged.phone == E164  # the survivor kept its own number
+    wechat.create_user("zed", phone=PHONE)
+    token = mp_login(client, wechat, "zed")
+    answer = client.post(
+        "/api/v1/member/phone", json={"code": wechat.phone_code("zed", MP.appid)}, headers=bearer(token)
+    )
+    assert answer.status_code == 200, answer.get_json()
+    me = client.get("/api/v1/member/me", headers=bearer(answer.get_json()["token"])).get_json()
+    assert (me["id"], me["name"], me["phone"]) == (survivor.id, "Old", "139****5678")
