@@ -289,6 +289,9 @@ class MemberSearchArgsSchema(ma.Schema):
     name = ma.fields.String(validate=ma.validate.Length(min=1, max=80))
     tag = ma.fields.String(validate=ma.validate.Length(min=1, max=40))
     stage = ma.fields.String(validate=ma.validate.OneOf(("new", "active", "silent", "churned")))
+    tier = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=40), metadata={"description": "Tier code (with the loyalty module)"}
+    )
 
 
 class MemberRowSchema(ma.Schema):

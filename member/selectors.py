@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -12,6 +13,7 @@ from member import sections
 from member.models import ConsentRecord, Member, MemberMerge, MemberTag, Tag, WeChatIdentity
 from member.models.centre import CONSENT_PURPOSES
 from member.phones import mask_phone
+from scrm.errors import InvalidInput
 from scrm.models import AuditEntry
 
 
@@ -204,10 +206,29 @@ def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) 
     }
 
 
+SearchFilter = Callable[[Select[Any], str], Select[Any]]
+_search_filters: dict[str, SearchFilter] = {}
+
+
+def register_search_filter(name: str, apply: SearchFilter) -> None:
+    """Let another member concern add a staff search filter (loyalty: `tier`, by tier code)."""
+    _search_filters[name] = apply
+
+
 def search_query(
-    *, phone: str | None = None, name: str | None = None, tag: str | None = None, stage: str | None = None
+    *,
+    phone: str | None = None,
+    name: str | None = None,
+    tag: str | None = None,
+    stage: str | None = None,
+    **extra: str,
 ) -> Select[Any]:
-    """Members matching every given filter (phone exact in E.164, name prefix, tag name, lifecycle stage)."""
+    """Members matching every given filter (phone exact in E.164, name prefix, tag name, lifecycle stage, and the
+    registered ones such as tier).
+
+    Raises:
+        InvalidInput: a filter nobody registered (e.g. `tier` before the loyalty module is installed).
+    """
     query = select(Member).where(Member.merged_into_id.is_(None), Member.erased_at.is_(None))
     if phone:
         query = query.where(Member.phone == phone)
@@ -219,6 +240,11 @@ def search_query(
         query = query.where(Member.id.in_(tagged))
     if stage:
         query = query.where(Member.lifecycle_stage == stage)
+    for filter_name, value in extra.items():
+        apply = _search_filters.get(filter_name)
+        if apply is None:
+            raise InvalidInput(f"search by {filter_name} is not available", code="search_filter_unavailable")
+        query = apply(query, value)
     return query.order_by(Member.id.desc())
 
 

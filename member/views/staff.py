@@ -63,7 +63,7 @@ class MemberSearchView(MethodView):
     @staff_members_bp.doc(security=STAFF_SECURITY)
     @staff_required()
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
-        """Search members by phone (exact), name (prefix), tag or lifecycle stage; phones masked."""
+        """Search members by phone (exact), name (prefix), tag, lifecycle stage or tier code; phones masked."""
         if filters.get("phone"):
             filters["phone"] = to_e164(filters["phone"])
         items, total = paginate(db_session(), selectors.search_query(**filters), **page)

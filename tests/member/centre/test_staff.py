@@ -238,3 +238,20 @@ def test_search_by_phone_name_tag_and_stage_paginated_and_masked(client, staff, 
     wildcard = client.get("/api/v1/staff/members", query_string={"name": "%"}, headers=headers).get_json()
     assert wildcard["page"]["total"] == 0
     assert client.get("/api/v1/staff/members", headers=bearer("not-a-staff-token")).status_code == 401
+
+
+def test_search_filters_other_concerns_register_such_as_tier(client, staff, session):
+    from member import selectors
+
+    gold = make_member(session, name="Gold", region="gold-tier")
+    make_member(session, name="Plain")
+    headers = staff.headers("analyst")
+    unavailable = client.get("/api/v1/staff/members", query_string={"tier": "gold"}, headers=headers)
+    assert unavailable.status_code == 422
+    assert unavailable.get_json()["error"]["code"] == "search_filter_unavailable"
+    selectors.register_search_filter("tier", lambda query, code: query.where(Member.region == f"{code}-tier"))
+    try:
+        found = client.get("/api/v1/staff/members", query_string={"tier": "gold"}, headers=headers).get_json()
+    finally:
+        selectors._search_filters.pop("tier", None)
+    assert [row["id"] for row in found["items"]] == [gold.id]
