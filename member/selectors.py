@@ -95,10 +95,15 @@ def member_tags(session: Session, member_id: int) -> list[dict[str, Any]]:
     return [{"id": tag_id, "name": name, "kind": kind, "added_at": added_at} for tag_id, name, kind, added_at in rows]
 
 
-def _consent_view(session: Session, member_id: int) -> dict[str, Any]:
+def _consent_view(session: Session, member_id: int, *, history: list[ConsentRecord] | None = None) -> dict[str, Any]:
+    if history is None:
+        current = current_consents(session, member_id)
+    else:
+        # The newest answer per purpose, from a history already read (ordered by id).
+        current = {purpose: None for purpose in CONSENT_PURPOSES} | {row.purpose: row for row in history}
     return {
         purpose: None if row is None else {"granted": row.granted, "policy_version": row.policy_version, "at": row.at}
-        for purpose, row in current_consents(session, member_id).items()
+        for purpose, row in current.items()
     }
 
 
@@ -132,8 +137,16 @@ def me_view(session: Session, member: Member) -> dict[str, Any]:
     }
 
 
-def timeline(session: Session, member_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
-    """Events about the member, newest first: audit rows, follows, phone verification, consents, tags."""
+def timeline(
+    session: Session,
+    member_id: int,
+    *,
+    limit: int = 100,
+    identities: list[WeChatIdentity] | None = None,
+    consents: list[ConsentRecord] | None = None,
+) -> list[dict[str, Any]]:
+    """Events about the member, newest first: audit rows, follows, phone verification, consents, tags.
+    `identities` and `consents` save their queries when the caller has them already."""
     events: list[dict[str, Any]] = []
     for entry in session.scalars(
         select(AuditEntry)
@@ -142,7 +155,7 @@ def timeline(session: Session, member_id: int, *, limit: int = 100) -> list[dict
         .limit(limit)
     ):
         events.append({"at": entry.at, "kind": entry.action, "actor": entry.actor_type, "detail": {}})
-    for identity in list_identities(session, member_id):
+    for identity in list_identities(session, member_id) if identities is None else identities:
         for kind, at in (
             ("identity.created", identity.created_at),
             ("oa.first_follow", identity.first_subscribed_at),
@@ -160,7 +173,7 @@ def timeline(session: Session, member_id: int, *, limit: int = 100) -> list[dict
                 "detail": {"method": member.phone_verified_method},
             }
         )
-    for row in consent_history(session, member_id):
+    for row in consent_history(session, member_id) if consents is None else consents:
         events.append(
             {
                 "at": row.at,
@@ -176,6 +189,8 @@ def timeline(session: Session, member_id: int, *, limit: int = 100) -> list[dict
 def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) -> dict[str, Any]:
     """The 360 view: profile (phone masked unless revealed), identities (openids masked), tags, lifecycle,
     consents, merges, every section's `staff` block, and the timeline."""
+    identities = list_identities(session, member.id)
+    history = consent_history(session, member.id)
     merges = session.scalars(
         select(MemberMerge)
         .where((MemberMerge.survivor_id == member.id) | (MemberMerge.source_id == member.id))
@@ -186,9 +201,9 @@ def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) 
         "merged_into_id": member.merged_into_id,
         "last_active_at": member.last_active_at,
         "last_order_at": member.last_order_at,
-        "identities": jsonable([identity_view(i, masked=True) for i in list_identities(session, member.id)]),
+        "identities": jsonable([identity_view(i, masked=True) for i in identities]),
         "tags": jsonable(member_tags(session, member.id)),
-        "consents": jsonable(_consent_view(session, member.id)),
+        "consents": jsonable(_consent_view(session, member.id, history=history)),
         "merges": jsonable(
             [
                 {
@@ -202,7 +217,7 @@ def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) 
             ]
         ),
         "sections": jsonable(sections.read(session, member.id, "staff")),
-        "timeline": jsonable(timeline(session, member.id)),
+        "timeline": jsonable(timeline(session, member.id, identities=identities, consents=history)),
     }
 
 
