@@ -23,6 +23,7 @@ from member.services.identity import ensure_identity
 from member.services.merge import join_by_unionid
 from scrm.clock import epoch, utcnow
 from scrm.models import WeChatApp
+from scrm.wechat.errors import WeChatError
 
 OAUTH_SCOPES = ("snsapi_base", "snsapi_userinfo")
 _TS_HEX = 8
@@ -152,9 +153,19 @@ def login_oauth(session: Session, gateway: Any, *, appid: str, code: str) -> Mem
     grant = gateway.oauth_exchange(appid, code)
     if grant.is_snapshotuser:
         raise SnapshotUser()
+    unionid = grant.unionid or _unionid_from_user_info(gateway, appid, grant.openid)
     identity = ensure_identity(
-        session, appid=appid, openid=grant.openid, app_kind="oa", source="oauth", unionid=grant.unionid
+        session, appid=appid, openid=grant.openid, app_kind="oa", source="oauth", unionid=unionid
     )
     member = join_by_unionid(session, identity)
     session.flush()
     return _touch(member)
+
+
+def _unionid_from_user_info(gateway: Any, appid: str, openid: str) -> str | None:
+    """A silent (`snsapi_base`) grant carries no unionid; the account's user info usually does. Best effort: the
+    login goes on without it, and a later login that learns the unionid joins the members then."""
+    try:
+        return gateway.user_info(appid, openid).unionid
+    except WeChatError:
+        return None

@@ -72,13 +72,21 @@ def test_oauth_and_miniprogram_logins_of_one_user_are_one_member(app, client, we
     ]
 
 
-def test_oauth_base_scope_without_unionid_then_mp_login_joins_by_unionid_later(app, client, wechat, session):
+def test_silent_oauth_learns_the_unionid_from_user_info_and_joins_the_member(app, client, wechat):
+    wechat.create_user("dee")
+    mp_member = member_id_of(app, mp_login(client, wechat, "dee"))
+    base = oauth_login(client, "dee", scope="snsapi_base")
+    assert base.status_code == 200
+    assert member_id_of(app, base.get_json()["token"]) == mp_member
+
+
+def test_silent_oauth_without_a_unionid_is_joined_by_a_later_login_that_has_one(app, client, wechat, session):
     wechat.create_user("dan")
+    wechat.inject_errcode("/cgi-bin/user/info", 40003)  # user info unavailable: no unionid for this login
     base = oauth_login(client, "dan", scope="snsapi_base")
     assert base.status_code == 200
     oa_member = member_id_of(app, base.get_json()["token"])
     mp_member = member_id_of(app, mp_login(client, wechat, "dan"))
-    # snsapi_base carries no unionid: two members until a unionid ties them.
     assert oa_member != mp_member
     joined = oauth_login(client, "dan", scope="snsapi_userinfo")
     assert member_id_of(app, joined.get_json()["token"]) == mp_member
