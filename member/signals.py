@@ -33,3 +33,16 @@ Sender: the member id. Kwargs: `session`, `phone` (E.164), `method` ("wechat" | 
 
 members_merged = _signals.signal("members-merged")
 """Member `source_id` was merged into the sender (the survivor). Kwargs: `session`, `source_id`."""
+
+order_paid = _signals.signal("order-paid")
+"""A paid order was recorded (sent once, on first recording; replays are silent).
+
+Sender: the member id. Kwargs: `session`, `order` (Order), `points` (points the order earned, maybe pending).
+"""
+
+order_refunded = _signals.signal("order-refunded")
+"""An order was refunded in full or in part (sent once per refund).
+
+Sender: the member id. Kwargs: `session`, `order` (Order, `refunded_fen` already updated), `refund` (OrderRefund),
+`full` (True once nothing of the order is left).
+"""
