@@ -198,7 +198,7 @@ def reverse(
         info = existing.detail or {}
         return Reversal(existing, int(info.get("reversed", 0)), int(info.get("shortfall", 0)))
     lot = session.get(PointsEntry, entry_id, with_for_update=True)
-    if lot is None or lot.member_id != member_id or lot.kind not in LOT_KINDS:
+    if lot is None or lot.member_id != member_id or lot.kind not in LOT_KINDS or lot.delta <= 0:
         raise EntryNotFound()
     if lot.state == "pending":
         taken = min(points, lot.remaining or 0)
