@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 
 from member.models.loyalty import COUPON_KINDS, COUPON_STATES, THRESHOLD_KINDS
+from scrm.http import PageMetaSchema
 from scrm.schemas import StrictSchema
 
 KEY = ma.validate.Regexp(r"^[A-Za-z0-9._:@/-]{1,120}$", error="1-120 letters, digits or ._:@/-")
@@ -35,7 +36,7 @@ class PointsPageSchema(ma.Schema):
     balance = ma.fields.Integer(metadata={"description": "Spendable points"})
     pending = ma.fields.Integer(metadata={"description": "Points in the refund window"})
     items = ma.fields.List(ma.fields.Nested(PointsEntrySchema))
-    page = ma.fields.Dict()
+    page = ma.fields.Nested(PageMetaSchema)
 
 
 class PointsAdjustmentSchema(StrictSchema):
