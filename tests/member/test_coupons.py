@@ -108,3 +108,30 @@ def test_a_bad_template_is_a_422_naming_the_field(client, admin, body, field):
     response = client.post("/api/v1/staff/coupon-templates", json={**base, **body}, headers=admin)
     assert response.status_code == 422
     assert field in response.json["error"]["details"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"member_id": 0}, "member_id"),
+        ({"key": ""}, "key"),
+        ({"reason": None}, "reason"),
+        ({"state": "redeemed"}, "state"),
+    ],
+)
+def test_a_bad_grant_is_a_422_naming_the_field(client, admin, members, body, field):
+    template = _template(client, admin)
+    grant = {"member_id": members[0], "key": "k", "reason": "r", **body}
+    response = client.post(f"/api/v1/staff/coupon-templates/{template['id']}/grants", json=grant, headers=admin)
+    assert response.status_code == 422
+    assert field in response.json["error"]["details"]["fields"]
+
+
+def test_a_bad_redemption_body_is_a_422_naming_the_field(client, admin, members):
+    template = _template(client, admin)
+    coupon = _grant(client, admin, template["id"], members[0], "k").json
+    headers = member_headers(client.application, members[0])
+    for body, field in (({"order_amount_fen": -5}, "order_amount_fen"), ({"member_id": 9}, "member_id")):
+        response = client.post(f"/api/v1/member/coupons/{coupon['id']}/redeem", json=body, headers=headers)
+        assert response.status_code == 422
+        assert field in response.json["error"]["details"]["fields"]

@@ -8,11 +8,13 @@ import pytest
 from sqlalchemy import select
 
 from member import signals
+from member.jobs import loyalty as jobs
 from member.models import LoyaltyAccount, Tier, TierChange
 from member.services import ledger, orders, tiers
 from scrm.audit import Actor
 from scrm.clock import utcnow
 from scrm.models import AuditEntry
+from tests.conftest import StaffAuth
 from tests.member.loyalty_support import member_headers, new_member, set_rules
 
 
@@ -198,3 +200,67 @@ def test_orders_need_an_admin(client, staff, member_id):
     analyst = staff.headers("analyst")
     assert client.post("/api/v1/staff/orders", json=_order(member_id), headers=analyst).status_code == 403
     assert client.post("/api/v1/staff/orders", json=_order(member_id)).status_code == 401
+
+
+def test_the_tier_job_run_twice_has_one_effect(app, db):
+    admin = Actor("staff", 1, "admin")
+    with db.transaction() as session:
+        set_rules(session, tier_period_days=30, tier_grace_days=0, pending_days=0)
+        tiers.create_tier(session, actor=admin, code="top", name="Top", rank=9, threshold_kind="points", threshold=100)
+        member_id = new_member(session).id
+        ledger.adjust(session, member_id=member_id, points=100, key="seed", reason="seed", actor=admin)
+    with app.app_context():
+        jobs.evaluate_tiers()
+        jobs.evaluate_tiers()
+        later = utcnow() + timedelta(days=400)
+        jobs.evaluate_tiers(now=later)
+        jobs.evaluate_tiers(now=later)
+    with db.transaction() as session:
+        reasons = list(
+            session.scalars(select(TierChange.reason).where(TierChange.member_id == member_id).order_by(TierChange.id))
+        )
+        assert reasons == ["upgrade", "downgrade"]
+        assert session.get(LoyaltyAccount, member_id).tier_id is None
+
+
+def test_orders_and_refunds_work_on_the_embedded_sqlite_default(sqlite_app):
+    db = sqlite_app.extensions["scrm"].db
+    with db.transaction() as session:
+        set_rules(session, pending_days=0)
+        member_id = new_member(session).id
+    client, admin = sqlite_app.test_client(), StaffAuth(sqlite_app).headers("admin")
+    order = client.post("/api/v1/staff/orders", json=_order(member_id, amount_fen=5_000), headers=admin)
+    assert order.status_code == 201
+    refund = client.post(
+        f"/api/v1/staff/orders/{order.json['id']}/refunds",
+        json={"external_id": "R", "amount_fen": 2_500},
+        headers=admin,
+    )
+    assert refund.json["points_reversed"] == 25
+    points = client.get("/api/v1/member/points", headers=member_headers(sqlite_app, member_id)).json
+    assert (points["balance"], points["page"]["total"]) == (25, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"amount_fen": -1}, "amount_fen"),
+        ({"external_id": None}, "external_id"),
+        ({"refunded_at": "yesterday"}, "refunded_at"),
+        ({"points": 1}, "points"),
+    ],
+)
+def test_a_bad_refund_body_is_a_422_naming_the_field(client, admin, member_id, body, field):
+    order = client.post("/api/v1/staff/orders", json=_order(member_id), headers=admin).json
+    response = client.post(
+        f"/api/v1/staff/orders/{order['id']}/refunds", json={"external_id": "R", "amount_fen": 1, **body}, headers=admin
+    )
+    assert response.status_code == 422
+    assert field in response.json["error"]["details"]["fields"]
+
+
+def test_a_refund_of_an_unknown_order_is_a_404(client, admin):
+    response = client.post(
+        "/api/v1/staff/orders/999999/refunds", json={"external_id": "R", "amount_fen": 1}, headers=admin
+    )
+    assert (response.status_code, response.json["error"]["code"]) == (404, "order_not_found")
