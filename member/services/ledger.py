@@ -47,27 +47,28 @@ class Reversal:
 
 def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
     """The member's loyalty account, created if missing and locked for the rest of the transaction."""
-    account = session.scalar(
+    account = _locked_account(session, member_id)
+    if account is not None:
+        return account
+    if session.get(Member, member_id) is None:
+        raise MemberNotFound()
+    values = {"member_id": member_id, "points_balance": 0, "points_pending": 0, "created_at": utcnow()}
+    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    # Two first writers may race to create the row; DO NOTHING lets the loser wait on the winner's lock below.
+    session.execute(builder(LoyaltyAccount).values(values).on_conflict_do_nothing(index_elements=["member_id"]))
+    account = _locked_account(session, member_id)
+    assert account is not None
+    return account
+
+
+def _locked_account(session: Session, member_id: int) -> LoyaltyAccount | None:
+    # populate_existing: a row already in the session is refreshed with what the lock now guards.
+    return session.scalar(
         select(LoyaltyAccount)
         .where(LoyaltyAccount.member_id == member_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    if account is not None:
-        return account
-    if session.get(Member, member_id) is None:
-        raise MemberNotFound()
-    now = utcnow()
-    values = {"member_id": member_id, "points_balance": 0, "points_pending": 0, "created_at": now}
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(builder(LoyaltyAccount).values(values).on_conflict_do_nothing(index_elements=["member_id"]))
-    return session.scalars(
-        select(LoyaltyAccount)
-        .where(LoyaltyAccount.member_id == member_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
 
 
 def balance(session: Session, member_id: int) -> int:

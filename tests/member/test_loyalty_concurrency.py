@@ -88,3 +88,22 @@ def test_concurrent_spends_never_overdraw_and_end_exact(committed_app: Flask):
     assert sum(1 for r in again if r == "ok") == 10
     with db.transaction() as session:
         assert ledger.balance(session, member_id) == 0
+
+
+def test_concurrent_first_earns_and_redeliveries_apply_each_key_once(committed_app: Flask):
+    db = committed_app.extensions["scrm"].db
+    with db.transaction() as session:
+        member_id = new_member(session).id  # no loyalty account yet: the first writers race to create it
+
+    def earn(index: int) -> int:
+        with db.transaction() as session:
+            entry = ledger.earn(
+                session, member_id=member_id, points=5, key=f"earn-{index % 10}", reason="race", source="test"
+            )
+            return entry.id
+
+    results = _race(30, earn)
+    assert all(isinstance(r, int) for r in results), results
+    assert len(set(results)) == 10
+    with db.transaction() as session:
+        assert ledger.balance(session, member_id) == 50
