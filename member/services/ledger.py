@@ -1,18 +1,4 @@
-"""The points ledger: append-only entries, a balance row locked per member, FIFO spending, unlock and expiry.
-
-Locking. Every write for a member starts with `lock_account`, a `SELECT … FOR UPDATE` of the member's
-`loyalty_accounts` row (created on first use). Writers for one member therefore run one after another,
-so "is there enough?" and "take it" cannot interleave, and a replayed idempotency key is seen by the
-replay. The row also materialises the balance with `CHECK (points_balance >= 0)`, so a bug that slipped
-past the lock would fail the transaction instead of letting the balance go negative.
-
-Model. A credit (`earn`, `adjust` > 0) is a *lot* with `remaining` points; a debit (`spend`, `adjust` < 0,
-`reverse`) consumes lots first-expiring-first. The balance is Σ delta of `available` entries, which is
-also Σ remaining of available lots. A lot that expires with points left becomes `expired` as a whole and
-its spent part is restated by a new `restate` row, so every delta stays as written. A pending lot (order
-points in the refund window) is not spendable; reversing it writes a pending debit, and when the lot is
-reversed to nothing the lot and its debits become `reversed`.
-"""
+"""The points ledger: append-only entries, a balance row locked per member, FIFO spending, unlock and expiry."""
 
 from __future__ import annotations
 
@@ -46,7 +32,19 @@ class Reversal:
 
 
 def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
-    """The member's loyalty account, created if missing and locked for the rest of the transaction."""
+    """The member's loyalty account, created if missing and locked for the rest of the transaction.
+
+    Why a row lock: every ledger write for a member starts here, with `SELECT … FOR UPDATE` on the
+    member's `loyalty_accounts` row, so one member's writers run one after another: "is there enough?"
+    and "take it" cannot interleave, and a redelivered idempotency key is seen by its replay. The row
+    also materialises the balance under `CHECK (points_balance >= 0)`, so a bug that slipped past the
+    lock would fail its transaction instead of overdrawing. Orders, refunds and tier evaluation take
+    this lock before touching their own rows, and jobs take one member at a time, so they never deadlock.
+
+    The model it guards: a credit (`earn`, `adjust` > 0) is a lot with `remaining` points; debits
+    (`spend`, `adjust` < 0, `reverse`) consume lots first-expiring first. The balance is Σ delta of
+    `available` entries, which is also Σ remaining of available lots (see docs/loyalty.md).
+    """
     account = _locked_account(session, member_id)
     if account is not None:
         return account

@@ -1,11 +1,4 @@
-"""Orders from the brand's order system: idempotent recording that earns points, refunds that reverse them.
-
-Refund rule: a refund reverses the order's points in proportion to the money refunded, computed on the
-cumulative refunded amount (so partial refunds add up exactly and a full refund reverses everything).
-Points still pending are taken from the order's lot. Points already available are taken from the
-balance; when the member has spent them, only what is available is taken (the balance never goes below
-zero) and the rest is recorded as the refund's `points_shortfall` for staff to follow up.
-"""
+"""Orders from the brand's order system: idempotent recording that earns points, refunds that reverse them."""
 
 from __future__ import annotations
 
@@ -170,6 +163,12 @@ def refund_order(
     actor: Actor | None = None,
 ) -> tuple[OrderRefund, bool]:
     """Refund part or all of an order once per `external_id`; reverses points proportionally.
+
+    Refund rule: the order's points are reversed in proportion to the money refunded, computed on the
+    cumulative refunded amount (partial refunds add up exactly; a full refund reverses everything).
+    Pending points come off the order's lot. Available points come off the balance; when the member
+    has spent them, only what is there is taken (the balance never goes below zero) and the rest is
+    recorded as the refund's `points_shortfall` for staff to follow up.
 
     Returns (refund, created). A replay with the same amount returns the first refund; another amount
     raises OrderConflict (409); more than what is left of the order raises RefundTooLarge (422).

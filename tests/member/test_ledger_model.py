@@ -1,10 +1,4 @@
-"""T12: the ledger against an in-memory model (Hypothesis state machine) on PostgreSQL.
-
-Rules: earn (available or pending, with or without expiry), spend, staff adjust, advance the clock,
-unlock, expire, reverse part of a lot, and redeliver any earlier successful command. After every step:
-balance = Σ available deltas = the model's balance ≥ 0, pending likewise, every lot's remaining points
-equal the model's, and each key is applied once (the row count is the model's).
-"""
+"""T12: the ledger against an in-memory model (a Hypothesis state machine) on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -40,6 +34,10 @@ class Lot:
 
 
 class LedgerMachine(RuleBasedStateMachine):
+    """Earn, spend, adjust, advance the clock, unlock, expire, reverse and redeliver, checked after every step:
+    balance = Σ available deltas = the model's ≥ 0 (pending likewise), lots' remaining points match, each key once.
+    """
+
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self.connection = engine.connect()
