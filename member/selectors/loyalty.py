@@ -12,6 +12,7 @@ from member.models import (
     CouponTemplate,
     LoyaltyAccount,
     LoyaltySettings,
+    Member,
     Order,
     OrderRefund,
     PointsEntry,
@@ -46,6 +47,14 @@ def tiers_query(*, active_only: bool = False) -> Select[Any]:
 
 def templates_query() -> Select[Any]:
     return select(CouponTemplate).order_by(CouponTemplate.id)
+
+
+def with_tier_code(query: Select[Any], tier_code: str) -> Select[Any]:
+    """Narrow a member search (a query over `members`) to members whose current tier has `tier_code`."""
+    holders = (
+        select(LoyaltyAccount.member_id).join(Tier, Tier.id == LoyaltyAccount.tier_id).where(Tier.code == tier_code)
+    )
+    return query.where(Member.id.in_(holders))
 
 
 def get_order(session: Session, order_id: int) -> Order | None:

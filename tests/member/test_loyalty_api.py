@@ -6,7 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from member import sections
-from member.services import ledger
+from member.models import Member
+from member.selectors.loyalty import with_tier_code
+from member.services import ledger, tiers
+from scrm.audit import Actor
 from scrm.models import AuditEntry
 from tests.member.loyalty_support import member_headers, new_member, set_rules
 
@@ -174,3 +177,13 @@ def test_loyalty_routes_are_in_the_openapi_document_with_schemas(client):
         assert "schema" in operation["responses"][success]["content"]["application/json"], path
         if method != "get":
             assert "requestBody" in operation, path
+
+
+def test_the_tier_search_filter_narrows_a_member_query(session):
+    tiers.create_tier(
+        session, actor=Actor.system(), code="gold", name="Gold", rank=1, threshold_kind="points", threshold=10**6
+    )
+    gold, plain = new_member(session), new_member(session)
+    tiers.ensure_tier_at_least(session, member_id=gold.id, tier_code="gold", reason="test", source="test")
+    found = session.scalars(with_tier_code(select(Member.id).where(Member.id.in_([gold.id, plain.id])), "gold"))
+    assert list(found) == [gold.id]
