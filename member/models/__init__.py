@@ -14,20 +14,15 @@ from member.models.loyalty import (
 )
 from member.models.messaging import MessageConsent, MessageDelivery
 
-__all__ = [
-    "APP_KINDS",
-    "MEMBER_ROLES",
+__all__ = ["APP_KINDS", "MEMBER_ROLES", "Member", "MessageConsent", "MessageDelivery", "WeChatIdentity"]
+__all__ += [
     "Coupon",
     "CouponTemplate",
     "LoyaltyAccount",
     "LoyaltySettings",
-    "Member",
-    "MessageConsent",
-    "MessageDelivery",
     "Order",
     "OrderRefund",
     "PointsEntry",
     "Tier",
     "TierChange",
-    "WeChatIdentity",
 ]
