@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from member.services.loyalty_rules import get_settings
 from scrm import audit
 from scrm.audit import Actor
 from scrm.clock import utcnow
+
+log = logging.getLogger(__name__)
 
 TIER_FIELDS = ("code", "name", "rank", "threshold_kind", "threshold", "benefits", "points_multiplier_pct", "is_active")
 #: Qualification looks back this far.
@@ -127,10 +130,15 @@ def evaluate_member(
 
 
 def ensure_tier_at_least(session: Session, *, member_id: int, tier_code: str, reason: str, source: str) -> bool:
-    """Raise the member to `tier_code` unless their tier is already as high; returns whether it changed."""
+    """Raise the member to `tier_code` unless their tier is already as high; returns whether it changed.
+
+    A code no staff-defined tier has changes nothing and returns False (logged): callers such as the legacy
+    bind run inside a member's phone verification, which an unmapped legacy tier name must not fail.
+    """
     tier = session.scalar(select(Tier).where(Tier.code == tier_code))
     if tier is None:
-        raise TierNotFound(details={"tier_code": tier_code})
+        log.warning("no tier with this code; tier left unchanged", extra={"member_id": member_id, "source": source})
+        return False
     account = lock_account(session, member_id)
     current = None if account.tier_id is None else session.get(Tier, account.tier_id)
     if current is not None and current.rank >= tier.rank:

@@ -176,6 +176,8 @@ def test_ensure_tier_at_least_keeps_the_higher_tier(session):
     assert tiers.ensure_tier_at_least(session, tier_code="t1", **kw) is False
     assert tiers.ensure_tier_at_least(session, tier_code="t2", **kw) is False
     assert tiers.tier_for_member(session, member.id).code == "t2"
+    assert tiers.ensure_tier_at_least(session, tier_code="no-such-tier", **kw) is False
+    assert tiers.tier_for_member(session, member.id).code == "t2"
 
 
 @pytest.mark.parametrize(
