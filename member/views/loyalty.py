@@ -84,16 +84,7 @@ class MemberPointsView(MethodView):
     @member_required
     def get(self, page: dict[str, Any]) -> Any:
         """The member's points balance and ledger, newest first."""
-        session = db_session()
-        member_id = _member_id()
-        entries, total = paginate(session, reads.points_query(member_id), **page)
-        account = reads.account(session, member_id)
-        return {
-            "balance": account.points_balance if account else 0,
-            "pending": account.points_pending if account else 0,
-            "items": [reads.entry_view(entry) for entry in entries],
-            "page": {**page, "total": total},
-        }
+        return _points_page(db_session(), _member_id(), page)
 
 
 @member_loyalty_bp.route("/coupons")
@@ -142,6 +133,17 @@ class MemberOrdersView(MethodView):
         """The member's orders, latest paid first."""
         items, total = paginate(db_session(), reads.orders_query(_member_id()), **page)
         return {"items": [reads.order_view(order) for order in items], "page": {**page, "total": total}}
+
+
+def _points_page(session: Any, member_id: int, page: dict[str, Any]) -> dict[str, Any]:
+    entries, total = paginate(session, reads.points_query(member_id), **page)
+    account = reads.account(session, member_id)
+    return {
+        "balance": account.points_balance if account else 0,
+        "pending": account.points_pending if account else 0,
+        "items": [reads.entry_view(entry) for entry in entries],
+        "page": {**page, "total": total},
+    }
 
 
 def _coupon_out(coupon: Coupon) -> dict[str, Any]:
@@ -336,6 +338,21 @@ class StaffOrderRefundsView(MethodView):
         refund, created = orders.refund_order(session, order_id=order_id, actor=staff_actor(), **data)
         session.commit()
         return {**reads.refund_view(refund), "order_id": refund.order_id}, 201 if created else 200
+
+
+@staff_loyalty_bp.route("/members/<int:member_id>/points")
+class StaffMemberPointsView(MethodView):
+    @staff_loyalty_bp.arguments(PageArgsSchema, location="query")
+    @staff_loyalty_bp.response(200, PointsPageSchema)
+    @staff_loyalty_bp.alt_response(404, description="No such member")
+    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
+    @staff_required("analyst", "auditor")
+    def get(self, page: dict[str, Any], member_id: int) -> Any:
+        """A member's whole points ledger with the balance, newest first (admin, analyst, auditor)."""
+        session = db_session()
+        if session.get(Member, member_id) is None:
+            raise MemberNotFound()
+        return _points_page(session, member_id, page)
 
 
 @staff_loyalty_bp.route("/members/<int:member_id>/points/adjustments")

@@ -187,3 +187,14 @@ def test_the_tier_search_filter_narrows_a_member_query(session):
     tiers.ensure_tier_at_least(session, member_id=gold.id, tier_code="gold", reason="test", source="test")
     found = session.scalars(with_tier_code(select(Member.id).where(Member.id.in_([gold.id, plain.id])), "gold"))
     assert list(found) == [gold.id]
+
+
+def test_staff_read_a_members_ledger_by_role(client, staff, admin, db):
+    with db.transaction() as session:
+        member_id = new_member(session).id
+        ledger.earn(session, member_id=member_id, points=7, key="k", reason="r", source="test")
+    url = f"/api/v1/staff/members/{member_id}/points"
+    page = client.get(url, headers=staff.headers("analyst")).json
+    assert (page["balance"], page["page"]["total"], page["items"][0]["delta"]) == (7, 1, 7)
+    assert client.get(url, headers=staff.headers("campaign_manager")).status_code == 403
+    assert client.get("/api/v1/staff/members/999999/points", headers=admin).status_code == 404
