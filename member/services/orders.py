@@ -66,7 +66,8 @@ def place_order(
     existing = _find(session, source, external_id)
     if existing is not None:
         return _replay(existing, member_id=member_id, amount_fen=amount_fen, paid_at=paid_at, items=items), False
-    if session.get(Member, member_id) is None:
+    member = session.get(Member, member_id)
+    if member is None:
         raise MemberNotFound()
     # Lock the member's account first: one member's orders, refunds and ledger writes queue up behind it.
     ledger.lock_account(session, member_id)
