@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 TIER_FIELDS = ("code", "name", "rank", "threshold_kind", "threshold", "benefits", "points_multiplier_pct", "is_active")
 #: Qualification looks back this far.
 LOOKBACK = timedelta(days=365)
+#: `source` of the ledger rows member merges and unmerges write (see member/services/loyalty_merge.py).
+MERGE_SOURCE = "merge"
 
 
 def create_tier(session: Session, *, actor: Actor, **fields: Any) -> Tier:
@@ -77,13 +79,17 @@ def qualifying_metrics(session: Session, member_id: int, *, now: datetime) -> di
     points = session.scalar(
         select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
             PointsEntry.member_id == member_id,
-            PointsEntry.kind.in_(("earn", "adjust")),
-            PointsEntry.delta > 0,
+            # Credits, less what member merges moved away (debits with source "merge"): earned points follow
+            # a merge to the survivor and come back on unmerge.
+            or_(
+                and_(PointsEntry.kind.in_(("earn", "adjust")), PointsEntry.delta > 0),
+                and_(PointsEntry.kind == "spend", PointsEntry.source == MERGE_SOURCE),
+            ),
             PointsEntry.state != "reversed",
             PointsEntry.created_at > since,
         )
     )
-    return {"spend_fen": int(spend or 0), "points": int(points or 0)}
+    return {"spend_fen": int(spend or 0), "points": max(int(points or 0), 0)}
 
 
 def qualifying_tier(session: Session, member_id: int, *, now: datetime) -> Tier | None:

@@ -35,12 +35,12 @@ from member.schemas.loyalty import (
 )
 from member.selectors import loyalty as reads
 from member.services import coupons, ledger, loyalty_rules, orders, tiers
+from member.views.centre import current_member
 from scrm.context import db_session
 from scrm.db import paginate
 from scrm.guards import (
     MEMBER_SECURITY,
     STAFF_SECURITY,
-    current_member_claims,
     member_required,
     staff_actor,
     staff_required,
@@ -65,7 +65,9 @@ ADMIN = "admin"
 
 
 def _member_id() -> int:
-    return current_member_claims().member_id
+    # The token's member followed through merges, as the member centre does: a merged member's points,
+    # coupons and orders are the survivor's.
+    return current_member(db_session()).id
 
 
 def _staff_source() -> str:
