@@ -14,33 +14,7 @@ from member.services import coupons, ledger, loyalty_merge, orders, tiers
 from member.services.merge import merge_members, unmerge_members
 from scrm.audit import Actor
 from scrm.clock import utcnow
-from tests.member.loyalty_support import member_headers, new_member, set_rules
-
-
-def check_ledger(session: Session, member_id: int) -> None:
-    """The ledger invariants: balance = Σ available deltas ≥ 0, pending = Σ pending deltas ≥ 0, lots hold the
-    balance, every key once."""
-    session.expire_all()
-
-    def total(state: str, column: Any = PointsEntry.delta) -> int:
-        return int(
-            session.scalar(
-                select(func.coalesce(func.sum(column), 0)).where(
-                    PointsEntry.member_id == member_id, PointsEntry.state == state
-                )
-            )
-        )
-
-    account = session.get(LoyaltyAccount, member_id)
-    balance, pending = (account.points_balance, account.points_pending) if account else (0, 0)
-    assert balance == total("available") == total("available", PointsEntry.remaining) >= 0
-    assert pending == total("pending") >= 0
-    duplicate_keys = session.scalar(
-        select(func.count()).select_from(
-            select(PointsEntry.key).group_by(PointsEntry.key).having(func.count() > 1).subquery()
-        )
-    )
-    assert duplicate_keys == 0
+from tests.member.loyalty_support import check_ledger, member_headers, new_member, set_rules
 
 
 def loyalty_state(session: Session, member_id: int) -> dict[str, Any]:
