@@ -1,9 +1,12 @@
 """End to end over HTTP on PostgreSQL with the WeChat sandbox: a user follows the OA, logs in through the
-mini-program and through OA OAuth and is one member, shares a phone, fills a custom field, exports, and erases;
-afterwards no text or JSON column of any table holds their phone, name, openids, unionid or custom text."""
+mini-program and through OA OAuth and is one member, shares a phone, fills a custom field, places an order, earns
+points, reaches a tier, receives and redeems a coupon, exports, and erases; afterwards no text or JSON column of any
+table holds their phone, name, openids, unionid or custom text, and the ledger totals are unchanged."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -11,9 +14,11 @@ import requests
 from sqlalchemy import String, Text, cast, func, select
 from sqlalchemy.types import JSON
 
-from member.models import Member, WeChatIdentity
+from member.jobs.loyalty import points_maintenance
+from member.models import LoyaltyAccount, Member, PointsEntry, WeChatIdentity
 from scrm.app import create_app
 from scrm.audit import Actor
+from scrm.clock import utcnow
 from scrm.db import Base
 from scrm.secretbox import SecretBox
 from scrm.wechat.sandbox import SandboxClient, running_sandbox
@@ -68,6 +73,94 @@ def register_apps(db) -> None:
                 original_id=app.original_id,
                 actor=Actor.system(),
             )
+
+
+def ledger_totals(session, member_id: int) -> dict[str, int]:
+    """The member's balance row and the ledger's own sums: erasure must leave them as they were."""
+    account = session.get(LoyaltyAccount, member_id)
+    sums = dict(
+        session.execute(
+            select(PointsEntry.state, func.sum(PointsEntry.delta))
+            .where(PointsEntry.member_id == member_id)
+            .group_by(PointsEntry.state)
+        ).all()
+    )
+    return {
+        "balance": account.points_balance,
+        "pending": account.points_pending,
+        "available": int(sums.get("available", 0)),
+        "entries": session.scalar(select(func.count()).where(PointsEntry.member_id == member_id)),
+    }
+
+
+def loyalty_journey(app, http: requests.Session, service: str, staff: dict, me: dict, member_id: int) -> dict[str, Any]:
+    """Staff set up a tier and a coupon; the shop posts her order; she earns, reaches the tier, gets and uses a
+    coupon. Returns what her export must show."""
+
+    def call(method: str, path: str, headers: dict, expect: int, **body: Any) -> Any:
+        response = http.request(method, f"{service}{path}", json=body or None, headers=headers, timeout=10)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    # Staff configure the earn rule (1 point per yuan, a 7-day refund window), a tier and a coupon template.
+    call("PATCH", "/api/v1/staff/loyalty/settings", staff, 200, points_per_yuan=1, pending_days=7)
+    call(
+        "POST",
+        "/api/v1/staff/tiers",
+        staff,
+        201,
+        code="silver",
+        name="Silver",
+        rank=1,
+        threshold_kind="points",
+        threshold=150,
+        benefits="Free delivery",
+    )
+    template = call(
+        "POST",
+        "/api/v1/staff/coupon-templates",
+        staff,
+        201,
+        code="WELCOME10",
+        name="Welcome 10",
+        kind="amount",
+        amount_off_fen=1000,
+        min_spend_fen=5000,
+        valid_days=30,
+    )
+    # The brand's order system posts her order; a redelivery is the same order.
+    order = {
+        "source": "shop",
+        "external_id": "journey-1",
+        "member_id": member_id,
+        "amount_fen": 18_800,
+        "paid_at": utcnow().isoformat(),
+        "items": [{"sku": "tea-1", "quantity": 2, "price_fen": 9_400}],
+    }
+    placed = call("POST", "/api/v1/staff/orders", staff, 201, **order)
+    assert call("POST", "/api/v1/staff/orders", staff, 200, **order)["id"] == placed["id"]
+    assert placed["points_earned"] == 188
+    # She sees the order; its points are pending through the refund window, and they count for the tier at once.
+    assert [o["external_id"] for o in call("GET", "/api/v1/member/orders", me, 200)["items"]] == ["journey-1"]
+    loyalty = call("GET", "/api/v1/member/me", me, 200)["sections"]["loyalty"]
+    assert (loyalty["points_balance"], loyalty["points_pending"], loyalty["tier_code"]) == (0, 188, "silver")
+    # The window passes: the points job, run as the scheduler runs it, at a time past it, unlocks them.
+    with app.app_context():
+        assert points_maintenance(now=utcnow() + timedelta(days=8))["unlocked_lots"] == 1
+    points = call("GET", "/api/v1/member/points", me, 200)
+    assert points["balance"] == 188
+    loyalty = call("GET", "/api/v1/member/me", me, 200)["sections"]["loyalty"]
+    assert (loyalty["points_balance"], loyalty["points_pending"], loyalty["tier_name"]) == (188, 0, "Silver")
+    # Staff grant her the welcome coupon (idempotent on the key); she redeems it once.
+    grant = {"member_id": member_id, "key": "welcome-journey", "reason": "silver welcome"}
+    coupon = call("POST", f"/api/v1/staff/coupon-templates/{template['id']}/grants", staff, 201, **grant)
+    call("POST", f"/api/v1/staff/coupon-templates/{template['id']}/grants", staff, 200, **grant)
+    assert [c["id"] for c in call("GET", "/api/v1/member/coupons", me, 200)["items"]] == [coupon["id"]]
+    redeemed = call("POST", f"/api/v1/member/coupons/{coupon['id']}/redeem", me, 200, order_amount_fen=6_000)
+    assert redeemed["state"] == "redeemed"
+    again = http.post(f"{service}/api/v1/member/coupons/{coupon['id']}/redeem", json={}, headers=me, timeout=10)
+    assert again.status_code == 409
+    return {"order_id": placed["id"], "coupon_id": coupon["id"], "balance": 188}
 
 
 def test_member_centre_journey_over_http(embedded_pg_app, pg_url):
@@ -166,14 +259,26 @@ def test_member_centre_journey_over_http(embedded_pg_app, pg_url):
             openids = [wechat.openid("zoe", OA.appid), wechat.openid("zoe", MP.appid)]
             unionid = wechat.user("zoe")["unionid"]
 
+            # Loyalty: an order, points pending then available, a tier, a coupon granted and redeemed.
+            earned = loyalty_journey(app, http, service, staff, headers, member_id)
+
             export = http.get(f"{service}/api/v1/member/export", headers=mp_headers, timeout=10)
             assert export.status_code == 200
             exported = export.text
             for needle in ("+86" + PHONE, NAME, CUSTOM_TEXT, unionid, *openids):
                 assert needle in exported
+            loyalty = export.json()["sections"]["loyalty"]
+            assert (loyalty["points_balance"], loyalty["tier_code"]) == (earned["balance"], "silver")
+            assert [(e["kind"], e["delta"], e["state"]) for e in loyalty["points_entries"]] == [
+                ("earn", 188, "available")
+            ]
+            assert [o["id"] for o in loyalty["orders"]] == [earned["order_id"]]
+            assert [(c["id"], c["state"]) for c in loyalty["coupons"]] == [(earned["coupon_id"], "redeemed")]
 
             with db.transaction() as session:
                 before = occurrences(session, [PHONE, NAME, CUSTOM_TEXT, unionid, *openids])
+                totals = ledger_totals(session, member_id)
+            assert (totals["balance"], totals["available"], totals["entries"]) == (188, 188, 1)
             # The scan sees what erasure must remove: the phone in the member row and in her message, and so on.
             for place in (f"members.phone:{PHONE}", f"inbox.raw_xml:{PHONE}", f"members.name:{NAME}"):
                 assert place in before
@@ -195,6 +300,8 @@ def test_member_centre_journey_over_http(embedded_pg_app, pg_url):
         assert occurrences(session, [PHONE, NAME, CUSTOM_TEXT, unionid, *openids]) == {}
         member = session.get(Member, member_id)
         assert member.erased_at is not None
+        # Erasure pseudonymises; it never touches the ledger.
+        assert ledger_totals(session, member_id) == totals
         # The graph node stays: identities keep their member, with pseudonyms.
         pseudonyms = session.scalars(select(WeChatIdentity.openid).where(WeChatIdentity.member_id == member_id))
         assert all(openid.startswith("erased-") for openid in pseudonyms)
