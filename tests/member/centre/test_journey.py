@@ -97,48 +97,22 @@ def loyalty_journey(app, http: requests.Session, service: str, staff: dict, me: 
     """Staff set up a tier and a coupon; the shop posts her order; she earns, reaches the tier, gets and uses a
     coupon. Returns what her export must show."""
 
-    def call(method: str, path: str, headers: dict, expect: int, **body: Any) -> Any:
-        response = http.request(method, f"{service}{path}", json=body or None, headers=headers, timeout=10)
+    def call(method: str, path: str, headers: dict, expect: int, body: dict | None = None) -> Any:
+        response = http.request(method, f"{service}{path}", json=body, headers=headers, timeout=10)
         assert response.status_code == expect, response.text
         return response.json()
 
     # Staff configure the earn rule (1 point per yuan, a 7-day refund window), a tier and a coupon template.
-    call("PATCH", "/api/v1/staff/loyalty/settings", staff, 200, points_per_yuan=1, pending_days=7)
-    call(
-        "POST",
-        "/api/v1/staff/tiers",
-        staff,
-        201,
-        code="silver",
-        name="Silver",
-        rank=1,
-        threshold_kind="points",
-        threshold=150,
-        benefits="Free delivery",
-    )
-    template = call(
-        "POST",
-        "/api/v1/staff/coupon-templates",
-        staff,
-        201,
-        code="WELCOME10",
-        name="Welcome 10",
-        kind="amount",
-        amount_off_fen=1000,
-        min_spend_fen=5000,
-        valid_days=30,
-    )
+    call("PATCH", "/api/v1/staff/loyalty/settings", staff, 200, {"points_per_yuan": 1, "pending_days": 7})
+    silver = {"code": "silver", "name": "Silver", "rank": 1, "threshold_kind": "points", "threshold": 150}
+    call("POST", "/api/v1/staff/tiers", staff, 201, silver)
+    welcome = {"code": "WELCOME10", "name": "Welcome", "kind": "amount", "amount_off_fen": 1000, "valid_days": 30}
+    template = call("POST", "/api/v1/staff/coupon-templates", staff, 201, {**welcome, "min_spend_fen": 5000})
     # The brand's order system posts her order; a redelivery is the same order.
-    order = {
-        "source": "shop",
-        "external_id": "journey-1",
-        "member_id": member_id,
-        "amount_fen": 18_800,
-        "paid_at": utcnow().isoformat(),
-        "items": [{"sku": "tea-1", "quantity": 2, "price_fen": 9_400}],
-    }
-    placed = call("POST", "/api/v1/staff/orders", staff, 201, **order)
-    assert call("POST", "/api/v1/staff/orders", staff, 200, **order)["id"] == placed["id"]
+    order = {"source": "shop", "external_id": "journey-1", "member_id": member_id, "amount_fen": 18_800}
+    order |= {"paid_at": utcnow().isoformat(), "items": [{"sku": "tea-1", "quantity": 2, "price_fen": 9_400}]}
+    placed = call("POST", "/api/v1/staff/orders", staff, 201, order)
+    assert call("POST", "/api/v1/staff/orders", staff, 200, order)["id"] == placed["id"]
     assert placed["points_earned"] == 188
     # She sees the order; its points are pending through the refund window, and they count for the tier at once.
     assert [o["external_id"] for o in call("GET", "/api/v1/member/orders", me, 200)["items"]] == ["journey-1"]
@@ -147,19 +121,18 @@ def loyalty_journey(app, http: requests.Session, service: str, staff: dict, me: 
     # The window passes: the points job, run as the scheduler runs it, at a time past it, unlocks them.
     with app.app_context():
         assert points_maintenance(now=utcnow() + timedelta(days=8))["unlocked_lots"] == 1
-    points = call("GET", "/api/v1/member/points", me, 200)
-    assert points["balance"] == 188
+    assert call("GET", "/api/v1/member/points", me, 200)["balance"] == 188
     loyalty = call("GET", "/api/v1/member/me", me, 200)["sections"]["loyalty"]
     assert (loyalty["points_balance"], loyalty["points_pending"], loyalty["tier_name"]) == (188, 0, "Silver")
-    # Staff grant her the welcome coupon (idempotent on the key); she redeems it once.
+    # Staff grant her the welcome coupon (idempotent on the key); she redeems it, once.
+    grants = f"/api/v1/staff/coupon-templates/{template['id']}/grants"
     grant = {"member_id": member_id, "key": "welcome-journey", "reason": "silver welcome"}
-    coupon = call("POST", f"/api/v1/staff/coupon-templates/{template['id']}/grants", staff, 201, **grant)
-    call("POST", f"/api/v1/staff/coupon-templates/{template['id']}/grants", staff, 200, **grant)
+    coupon = call("POST", grants, staff, 201, grant)
+    assert call("POST", grants, staff, 200, grant)["id"] == coupon["id"]
     assert [c["id"] for c in call("GET", "/api/v1/member/coupons", me, 200)["items"]] == [coupon["id"]]
-    redeemed = call("POST", f"/api/v1/member/coupons/{coupon['id']}/redeem", me, 200, order_amount_fen=6_000)
-    assert redeemed["state"] == "redeemed"
-    again = http.post(f"{service}/api/v1/member/coupons/{coupon['id']}/redeem", json={}, headers=me, timeout=10)
-    assert again.status_code == 409
+    redeem = f"/api/v1/member/coupons/{coupon['id']}/redeem"
+    assert call("POST", redeem, me, 200, {"order_amount_fen": 6_000})["state"] == "redeemed"
+    assert call("POST", redeem, me, 409, {})["error"]["code"]
     return {"order_id": placed["id"], "coupon_id": coupon["id"], "balance": 188}
 
 
