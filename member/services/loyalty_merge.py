@@ -18,6 +18,8 @@ MERGE_SOURCE = tiers.MERGE_SOURCE
 #: Key under which the merge record's `moved` data holds what the merge moved, and what the unmerge gave back.
 MOVED_KEY = "loyalty"
 RETURNED_KEY = "loyalty_unmerge"
+#: How far the unmerge follows a moved lot through later merges and unmerges.
+MAX_LOT_HOPS = 16
 
 
 def lock_pair(session: Session, first_id: int, second_id: int) -> dict[int, LoyaltyAccount]:
@@ -225,7 +227,7 @@ def unmerge_loyalty(session: Session, *, merge_id: int) -> dict[str, Any]:
     returned_lots: list[list[Any]] = []
     return_lot_of: dict[int, int] = {}
     for _old_lot_id, new_lot_id, points, _state in record["lots"]:
-        lot = session.get(PointsEntry, new_lot_id)
+        lot = _where_it_went(session, new_lot_id, survivor_id)
         credit = None
         if lot is not None and lot.member_id == survivor_id:
             credit = move_lot(
@@ -281,6 +283,27 @@ def unmerge_loyalty(session: Session, *, merge_id: int) -> dict[str, Any]:
     merge.moved = {**merge.moved, RETURNED_KEY: result}
     session.flush()
     return result
+
+
+def _where_it_went(session: Session, lot_id: int, member_id: int) -> PointsEntry | None:
+    """The lot now holding what lot `lot_id` held: itself, or where later merges and unmerges moved it (a lot moves
+    at most once, so the chain is a line), stopping at the first lot of `member_id` with points left."""
+    lot = session.get(PointsEntry, lot_id)
+    for _hop in range(MAX_LOT_HOPS):
+        if lot is None or (lot.member_id == member_id and (lot.remaining or 0) > 0):
+            return lot
+        debit_key = session.scalar(
+            select(PointsEntry.key).where(
+                PointsEntry.member_id == lot.member_id,
+                PointsEntry.ref_entry_id == lot.id,
+                PointsEntry.source == MERGE_SOURCE,
+                PointsEntry.kind == "spend",
+            )
+        )
+        if debit_key is None:
+            return lot
+        lot = session.scalar(select(PointsEntry).where(PointsEntry.key == debit_key.replace(":out:", ":in:")))
+    return lot
 
 
 def _on_merged(survivor_id: int, *, session: Session, merge_id: int, **_: Any) -> None:

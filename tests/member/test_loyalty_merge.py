@@ -192,3 +192,18 @@ def test_the_staff_merge_endpoint_carries_loyalty(client, staff, session, loyal_
     session.expire_all()
     assert ledger.balance(session, b) == 300
     assert ledger.balance(session, a) == 20
+
+
+def test_a_merge_of_a_merge_unwinds_in_order_and_restores_all_three(session, loyal_pair):
+    a, b, _template_id = loyal_pair
+    c = new_member(session).id
+    ledger.earn(session, member_id=c, points=5, key="c-gift", reason="gift", source="shop")
+    before = [loyalty_state(session, member_id) for member_id in (a, b, c)]
+    first = merge_members(session, survivor_id=a, source_id=b, actor=Actor.system())
+    second = merge_members(session, survivor_id=c, source_id=a, actor=Actor.system())
+    assert (loyalty_state(session, c)["balance"], loyalty_state(session, c)["pending"]) == (325, 150)
+    unmerge_members(session, second.id, actor=Actor.system())
+    unmerge_members(session, first.id, actor=Actor.system())
+    assert [loyalty_state(session, member_id) for member_id in (a, b, c)] == before
+    for member_id in (a, b, c):
+        check_ledger(session, member_id)
