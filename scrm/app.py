@@ -18,17 +18,26 @@ from scrm.wechat_apps import plain_mode_official_accounts
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
-DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models", "wechat_handlers.jobs")
+DOMAIN_MODULES: tuple[str, ...] = (
+    "member.models",
+    "wechat_handlers.models",
+    "wechat_handlers.jobs",
+    "member.legacy.jobs",
+)
 
 #: Blueprints of the JSON API, as "module:attribute".
 API_BLUEPRINTS: tuple[str, ...] = (
     "scrm.views:staff_bp",
     "scrm.views:wechat_apps_bp",
     "wechat_handlers.views:staff_bp",
+    "member.legacy.views:legacy_bp",
 )
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
 PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")
+
+#: Click commands or groups the domains add to the `scrm` CLI, as "module:attribute".
+CLI_COMMANDS: tuple[str, ...] = ("member.legacy.cli:legacy",)
 
 
 def create_app(config: Config | None = None, *, db: Database | None = None) -> Flask:

@@ -1,0 +1,103 @@
+"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, spend and join date.
+
+The one place that calls the loyalty services (ledger, tiers). Until they exist on this deployment the
+bind still happens and records the parts it could not carry (`pending`), so a later pass can finish them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from member.legacy.models import LegacyBinding, LegacyMember
+
+log = logging.getLogger(__name__)
+
+SOURCE = "legacy"
+
+
+def _loyalty(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"member.services.{name}")
+    except ModuleNotFoundError:
+        return None
+
+
+def points_key(binding: LegacyBinding, primary: LegacyMember, *, rebind: bool) -> str:
+    """`legacy:<batch>:<legacy_id>`; a bind after a reversed one gets its own key, so it pays again once."""
+    key = f"legacy:{primary.batch_id}:{primary.legacy_id}"
+    return f"{key}:bind:{binding.id}" if rebind else key
+
+
+def carry_over(
+    session: Session, binding: LegacyBinding, records: list[LegacyMember], *, rebind: bool = False
+) -> dict[str, Any]:
+    """Credit the records' points as one ledger entry and raise the member's tier to the legacy one (never lower).
+
+    Spend and join date stay on the legacy records (read through the selectors for RFM/CLV).
+    """
+    primary = records[0]
+    points = sum(record.points for record in records)
+    done: dict[str, Any] = {"pending": []}
+    binding.points_carried = points
+    binding.points_key = points_key(binding, primary, rebind=rebind)
+    binding.tier_carried = primary.tier
+    ledger = _loyalty("ledger")
+    if points > 0:
+        if ledger is None:
+            done["pending"].append("points")
+        else:
+            entry = ledger.earn(
+                session,
+                member_id=binding.member_id,
+                points=points,
+                key=binding.points_key,
+                reason="legacy_carryover",
+                source=SOURCE,
+            )
+            done["points_entry_id"] = getattr(entry, "id", None)
+    tiers = _loyalty("tiers")
+    if primary.tier:
+        if tiers is None:
+            done["pending"].append("tier")
+        else:
+            done["tier_raised"] = bool(
+                tiers.ensure_tier_at_least(
+                    session,
+                    member_id=binding.member_id,
+                    tier_code=primary.tier,
+                    reason="legacy_carryover",
+                    source=SOURCE,
+                )
+            )
+    if done["pending"]:
+        log.warning("legacy carry-over incomplete: loyalty services missing", extra={"binding_id": binding.id})
+    binding.carryover = done
+    session.flush()
+    return done
+
+
+def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:
+    """Take back the carried points with a new ledger entry (the ledger is append-only)."""
+    undone: dict[str, Any] = {"pending": []}
+    if binding.points_carried and "points" not in (binding.carryover or {}).get("pending", []):
+        ledger = _loyalty("ledger")
+        if ledger is None:
+            undone["pending"].append("points")
+        else:
+            entry = ledger.earn(
+                session,
+                member_id=binding.member_id,
+                points=-binding.points_carried,
+                key=f"{binding.points_key}:reversal",
+                reason="legacy_carryover_reversal",
+                source=SOURCE,
+            )
+            undone["points_entry_id"] = getattr(entry, "id", None)
+    binding.carryover = {**(binding.carryover or {}), "reversal": undone}
+    session.flush()
+    return undone

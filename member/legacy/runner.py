@@ -1,0 +1,62 @@
+"""The chunked import driver shared by the CLI: one committed transaction per chunk, then the bind pass.
+
+An import of millions of rows cannot be one transaction; each chunk commits with its checkpoint, so a
+crash loses at most the chunk in flight and the next run resumes after the last committed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from member.legacy.services.batches import batch_reader, get_batch
+from member.legacy.services.binding import bind_batch
+from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
+from member.legacy.services.reader import DEFAULT_CHUNK_ROWS, Chunk
+from member.legacy.services.stage import ChunkOutcome, apply_chunk
+from scrm.db import Database
+
+#: Called inside each chunk's transaction, after the chunk is staged and before it commits.
+ChunkHook = Callable[[Chunk, ChunkOutcome], None]
+
+
+@dataclass
+class RunResult:
+    chunks: int = 0
+    rows: int = 0
+    inserted: int = 0
+    invalid: int = 0
+    bind_pass: dict[str, int] = field(default_factory=dict)
+
+
+def run_import(
+    db: Database,
+    batch_id: int,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    policy: BindPolicy = DEFAULT_POLICY,
+    on_chunk: ChunkHook | None = None,
+    at: datetime | None = None,
+) -> RunResult:
+    """Import (or resume) a batch from its checkpoint to the end, then bind the members who already verified."""
+    result = RunResult()
+    with db.transaction() as session:
+        batch = get_batch(session, batch_id)
+        start_row, start_offset, finished = batch.rows_done, batch.resume_offset, batch.status == "done"
+        source, normaliser = batch_reader(batch)
+    if not finished:
+        for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):
+            with db.transaction() as session:
+                outcome = apply_chunk(session, batch_id, chunk, normaliser, now=at)
+                if outcome is None:
+                    continue
+                if on_chunk is not None:
+                    on_chunk(chunk, outcome)
+            result.chunks += 1
+            result.rows += outcome.rows
+            result.inserted += outcome.inserted
+            result.invalid += outcome.invalid
+    with db.transaction() as session:
+        result.bind_pass = bind_batch(session, batch_id, at=at, policy=policy)
+    return result
