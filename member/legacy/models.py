@@ -67,7 +67,20 @@ class LegacyMember(Base):
         UniqueConstraint("batch_id", "legacy_id"),
         CheckConstraint("status IN ('unbound', 'bound', 'pending_check', 'merged')", name="status"),
         Index("ix_legacy_members_phone", "phone"),
-        Index("ix_legacy_members_bound_member_id", "bound_member_id"),
+        # Partial: most rows are never bound or merged, so bulk loads do not pay for indexing NULLs, yet
+        # foreign-key checks and per-member reads (`= x` implies NOT NULL) still use them.
+        Index(
+            "ix_legacy_members_bound_member_id",
+            "bound_member_id",
+            postgresql_where=text("bound_member_id IS NOT NULL"),
+            sqlite_where=text("bound_member_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_legacy_members_merged_into_id",
+            "merged_into_id",
+            postgresql_where=text("merged_into_id IS NOT NULL"),
+            sqlite_where=text("merged_into_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[intpk]
@@ -118,6 +131,7 @@ class LegacyBinding(Base):
             sqlite_where=text("status = 'active'"),
         ),
         Index("ix_legacy_bindings_member_id", "member_id"),
+        Index("ix_legacy_bindings_legacy_member_id", "legacy_member_id"),
     )
 
     id: Mapped[intpk]

@@ -7,6 +7,7 @@ crash loses at most the chunk in flight and the next run resumes after the last 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,7 +15,7 @@ from member.legacy.services.batches import batch_reader, get_batch
 from member.legacy.services.binding import bind_batch
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS, Chunk
-from member.legacy.services.stage import ChunkOutcome, apply_chunk
+from member.legacy.services.stage import ChunkOutcome, PreparedChunk, apply_prepared, prepare_chunk
 from scrm.db import Database
 
 #: Called inside each chunk's transaction, after the chunk is staged and before it commits.
@@ -28,6 +29,24 @@ class RunResult:
     inserted: int = 0
     invalid: int = 0
     bind_pass: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: ChunkOutcome | None) -> None:
+        if outcome is None:
+            return
+        self.chunks += 1
+        self.rows += outcome.rows
+        self.inserted += outcome.inserted
+        self.invalid += outcome.invalid
+
+
+def _apply(
+    db: Database, batch_id: int, prepared: PreparedChunk, on_chunk: ChunkHook | None, at: datetime | None
+) -> ChunkOutcome | None:
+    with db.transaction() as session:
+        outcome = apply_prepared(session, batch_id, prepared, now=at)
+        if outcome is not None and on_chunk is not None:
+            on_chunk(prepared.chunk, outcome)
+    return outcome
 
 
 def run_import(
@@ -46,17 +65,17 @@ def run_import(
         start_row, start_offset, finished = batch.rows_done, batch.resume_offset, batch.status == "done"
         source, normaliser = batch_reader(batch)
     if not finished:
-        for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):
-            with db.transaction() as session:
-                outcome = apply_chunk(session, batch_id, chunk, normaliser, now=at)
-                if outcome is None:
-                    continue
-                if on_chunk is not None:
-                    on_chunk(chunk, outcome)
-            result.chunks += 1
-            result.rows += outcome.rows
-            result.inserted += outcome.inserted
-            result.invalid += outcome.invalid
+        # Python reads and normalises chunk n+1 while the database stages and commits chunk n: the two
+        # run on different cores, and a chunk still commits only after the one before it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="legacy-import") as pool:
+            pending: Future[ChunkOutcome | None] | None = None
+            for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):
+                prepared = prepare_chunk(chunk, normaliser)
+                if pending is not None:
+                    result.add(pending.result())
+                pending = pool.submit(_apply, db, batch_id, prepared, on_chunk, at)
+            if pending is not None:
+                result.add(pending.result())
     with db.transaction() as session:
         result.bind_pass = bind_batch(session, batch_id, at=at, policy=policy)
     return result

@@ -54,12 +54,12 @@ def batch_progress(batch: ImportBatch, *, now: datetime | None = None) -> dict[s
     return {"fraction": round(min(fraction, 1.0), 4), "rows_per_s": round(rows_per_s, 1), "eta_s": round(eta_s, 1)}
 
 
-ERROR_REPORT_HEADER = ("row_number", "kind", "reasons", "group_phone", "raw")
+ERROR_REPORT_HEADER = ("row_number", "kind", "reasons", "group", "phone", "raw")
 
 
 def error_report_rows(session: Session, batch_id: int, *, page: int = 5000) -> Iterator[tuple[Any, ...]]:
-    """Bad rows (kind `invalid`) then rows whose phone the file holds more than once (kind `duplicate_phone`,
-    grouped by masked phone), streamed in pages of `page` rows."""
+    """Bad rows (kind `invalid`), then the rows whose phone the file holds more than once (kind
+    `duplicate_phone`, grouped by the row number of the group's first row; phones masked), page by page."""
     last = 0
     while True:
         rows = session.execute(
@@ -71,21 +71,22 @@ def error_report_rows(session: Session, batch_id: int, *, page: int = 5000) -> I
         if not rows:
             break
         for number, reasons, raw in rows:
-            yield (number, "invalid", reasons, "", raw)
+            yield (number, "invalid", reasons, "", "", raw)
         last = rows[-1][0]
-    duplicated = (
-        select(LegacyMember.phone)
+    groups = (
+        select(LegacyMember.phone, func.min(LegacyMember.row_number).label("first_row"))
         .where(LegacyMember.batch_id == batch_id)
         .group_by(LegacyMember.phone)
         .having(func.count() > 1)
+        .subquery()
     )
-    for phone, number, legacy_id in session.execute(
-        select(LegacyMember.phone, LegacyMember.row_number, LegacyMember.legacy_id)
-        .where(LegacyMember.batch_id == batch_id, LegacyMember.phone.in_(duplicated))
-        .order_by(LegacyMember.phone, LegacyMember.row_number)
+    for first_row, phone, number, legacy_id in session.execute(
+        select(groups.c.first_row, LegacyMember.phone, LegacyMember.row_number, LegacyMember.legacy_id)
+        .join(groups, (groups.c.phone == LegacyMember.phone) & (LegacyMember.batch_id == batch_id))
+        .order_by(groups.c.first_row, LegacyMember.row_number)
         .execution_options(yield_per=page)
     ):
-        yield (number, "duplicate_phone", "duplicate_phone", mask_phone(phone), legacy_id)
+        yield (number, "duplicate_phone", "duplicate_phone", first_row, mask_phone(phone), legacy_id)
 
 
 def error_report_csv(session: Session, batch_id: int) -> Iterator[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from json.encoder import encode_basestring as encode_json_string
 
 import phonenumbers
 
@@ -221,6 +221,9 @@ def build_mapping(header: Sequence[str], overrides: Mapping[str, str] | None = N
 class RowNormaliser:
     """Turns one file record into a staging row, or into the list of reasons it is refused."""
 
+    #: Parsed dates are memoised (exports repeat the same days); the memo is dropped when it grows past this.
+    DATE_MEMO_SIZE = 50_000
+
     def __init__(self, mapping: ColumnMapping) -> None:
         self.mapping = mapping
         get = mapping.index_of
@@ -232,57 +235,79 @@ class RowNormaliser:
         self._spend = get("spend")
         self._joined = get("joined_at")
         self._active = get("last_active_at")
-        self._custom = mapping.custom
+        # Custom fields become JSON text; keys are encoded once, values by the C string encoder.
+        self._custom = tuple((index, encode_json_string(key) + ": ") for index, key in mapping.custom)
+        self._dates: dict[str, datetime | None] = {}
+
+    def _date(self, text: str) -> datetime | None:
+        memo = self._dates
+        if text in memo:
+            return memo[text]
+        if len(memo) >= self.DATE_MEMO_SIZE:
+            memo.clear()
+        value = memo[text] = parse_legacy_datetime(text)
+        return value
 
     def __call__(self, row_number: int, values: Sequence[str]) -> NormalRow | list[str]:
         width = len(values)
-
-        def cell(index: int | None) -> str:
-            return values[index].strip() if index is not None and index < width else ""
-
         reasons: list[str] = []
-        if self._id is None:
+        index = self._id
+        if index is None:
             legacy_id = f"row-{row_number}"
         else:
-            legacy_id = cell(self._id)
+            legacy_id = values[index].strip() if index < width else ""
             if not legacy_id:
                 reasons.append("missing_legacy_id")
             elif len(legacy_id) > 64:
                 reasons.append("invalid_legacy_id")
-        raw_phone = cell(self._phone)
+        index = self._phone
+        raw = values[index].strip() if index is not None and index < width else ""
         phone = None
-        if not raw_phone:
+        if not raw:
             reasons.append("missing_phone")
         else:
-            phone = normalise_phone(raw_phone)
+            match = _MAINLAND_MOBILE.fullmatch(raw)
+            phone = "+86" + match.group(1) if match else normalise_phone(raw)
             if phone is None:
                 reasons.append("invalid_phone")
-        name = _NAME_SPACE.sub(" ", cell(self._name))[:80] or None
-        tier = cell(self._tier)[:32] or None
-        text = cell(self._points)
-        points = parse_points(text) if text else 0
+        index = self._name
+        name = values[index].strip() if index is not None and index < width else ""
+        if name:
+            name = _NAME_SPACE.sub(" ", name)[:80]
+        index = self._tier
+        tier = values[index].strip()[:32] if index is not None and index < width else ""
+        index = self._points
+        raw = values[index].strip() if index is not None and index < width else ""
+        points = (int(raw) if raw.isdigit() else parse_points(raw)) if raw else 0
         if points is None:
             reasons.append("invalid_points")
-        text = cell(self._spend)
-        spend = parse_fen(text) if text else 0
+        index = self._spend
+        raw = values[index].strip() if index is not None and index < width else ""
+        spend = parse_fen(raw) if raw else 0
         if spend is None:
             reasons.append("invalid_spend")
-        text = cell(self._joined)
-        joined = parse_legacy_datetime(text) if text else None
-        if text and joined is None:
+        index = self._joined
+        raw = values[index].strip() if index is not None and index < width else ""
+        joined = self._date(raw) if raw else None
+        if raw and joined is None:
             reasons.append("invalid_joined_at")
-        text = cell(self._active)
-        active = parse_legacy_datetime(text) if text else None
-        if text and active is None:
+        index = self._active
+        raw = values[index].strip() if index is not None and index < width else ""
+        active = self._date(raw) if raw else None
+        if raw and active is None:
             reasons.append("invalid_last_active_at")
         if reasons:
             return reasons
         custom = "{}"
         if self._custom:
-            extras = {key: values[i].strip() for i, key in self._custom if i < width and values[i].strip()}
-            if extras:
-                custom = json.dumps(extras, ensure_ascii=False)
-        return (row_number, legacy_id, phone, name, tier, points, spend, joined, active, custom)  # type: ignore[return-value]
+            parts = [
+                key + encode_json_string(values[i].strip())
+                for i, key in self._custom
+                if i < width and values[i].strip()
+            ]
+            if parts:
+                custom = "{" + ", ".join(parts) + "}"
+        return (row_number, legacy_id, phone, name or None, tier or None, points, spend, joined, active, custom)  # type: ignore[return-value]
 
 
 def to_utc(value: datetime | None) -> datetime | None:

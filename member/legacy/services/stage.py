@@ -62,23 +62,17 @@ class ChunkOutcome:
     eof: bool
 
 
-def apply_chunk(
-    session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
-) -> ChunkOutcome | None:
-    """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint.
+@dataclass(frozen=True)
+class PreparedChunk:
+    """A chunk validated and normalised in Python, ready to stage (no database work yet)."""
 
-    The batch row is locked first: a chunk whose start is not the batch's checkpoint was already applied
-    (a second runner, or a retry after a commit), so it returns None and changes nothing. Everything of
-    the chunk — good rows, bad rows, counters, checkpoint — lands in the caller's one transaction.
-    """
-    batch = session.scalar(
-        select(ImportBatch)
-        .where(ImportBatch.id == batch_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if batch is None or batch.rows_done != chunk.start_row or batch.status == "done":
-        return None
+    chunk: Chunk
+    good: list[NormalRow]
+    bad: dict[int, list[str]]
+    raw_by_row: dict[int, list[str]]
+
+
+def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
     good: list[NormalRow] = []
     bad: dict[int, list[str]] = {}
     raw_by_row: dict[int, list[str]] = {}
@@ -89,6 +83,37 @@ def apply_chunk(
             raw_by_row[row_number] = values
         else:
             good.append(result)  # type: ignore[arg-type]
+    return PreparedChunk(chunk, good, bad, raw_by_row)
+
+
+def apply_chunk(
+    session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
+) -> ChunkOutcome | None:
+    """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint."""
+    return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser), now=now)
+
+
+def apply_prepared(
+    session: Session, batch_id: int, prepared: PreparedChunk, *, now: datetime | None = None
+) -> ChunkOutcome | None:
+    """Stage a prepared chunk, move it into legacy_members and advance the checkpoint.
+
+    The batch row is locked first: a chunk whose start is not the batch's checkpoint was already applied
+    (a second runner, or a retry after a commit), so it returns None and changes nothing. Everything of
+    the chunk — good rows, bad rows, counters, checkpoint — lands in the caller's one transaction.
+    """
+    chunk = prepared.chunk
+    batch = session.scalar(
+        select(ImportBatch)
+        .where(ImportBatch.id == batch_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if batch is None or batch.rows_done != chunk.start_row or batch.status == "done":
+        return None
+    good = prepared.good
+    bad = dict(prepared.bad)
+    raw_by_row = dict(prepared.raw_by_row)
     inserted = 0
     if good:
         dialect = session.get_bind().dialect.name
