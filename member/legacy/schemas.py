@@ -57,7 +57,7 @@ class BatchSchema(ma.Schema):
     created = ma.fields.Boolean(metadata={"description": "False when this file's batch already existed"})
     mapping = ma.fields.Dict()
     rows_done = ma.fields.Integer()
-    rows = ma.fields.Method("get_rows")
+    rows = ma.fields.Integer(metadata={"description": "Data rows read (valid + invalid)"})
     valid_count = ma.fields.Integer()
     invalid_count = ma.fields.Integer()
     inserted_count = ma.fields.Integer()
@@ -72,9 +72,6 @@ class BatchSchema(ma.Schema):
     created_at = ma.fields.AwareDateTime()
     started_at = ma.fields.AwareDateTime(allow_none=True)
     finished_at = ma.fields.AwareDateTime(allow_none=True)
-
-    def get_rows(self, batch: Any) -> int:
-        return int(batch.valid_count + batch.invalid_count)
 
 
 class ConflictQueryArgsSchema(ma.Schema):
