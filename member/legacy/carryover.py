@@ -20,31 +20,38 @@ log = logging.getLogger(__name__)
 SOURCE = "legacy"
 
 
+_missing: set[str] = set()
+
+
 def _loyalty(name: str) -> ModuleType | None:
+    if name in _missing:
+        return None
     try:
         return importlib.import_module(f"member.services.{name}")
     except ModuleNotFoundError:
+        _missing.add(name)
         return None
 
 
-def points_key(binding: LegacyBinding, primary: LegacyMember, *, rebind: bool) -> str:
-    """`legacy:<batch>:<legacy_id>`; a bind after a reversed one gets its own key, so it pays again once."""
+def points_key(primary: LegacyMember, *, previous_binds: int) -> str:
+    """`legacy:<batch>:<legacy_id>`; a bind after reversed ones gets its own key, so it pays again exactly once."""
     key = f"legacy:{primary.batch_id}:{primary.legacy_id}"
-    return f"{key}:bind:{binding.id}" if rebind else key
+    return f"{key}:bind:{previous_binds + 1}" if previous_binds else key
 
 
 def carry_over(
-    session: Session, binding: LegacyBinding, records: list[LegacyMember], *, rebind: bool = False
-) -> dict[str, Any]:
+    session: Session, binding: LegacyBinding, records: list[LegacyMember], *, previous_binds: int = 0
+) -> None:
     """Credit the records' points as one ledger entry and raise the member's tier to the legacy one (never lower).
 
-    Spend and join date stay on the legacy records (read through the selectors for RFM/CLV).
+    Fills the binding's carry-over fields before it is first flushed. Spend and join date stay on the legacy
+    records (read through the selectors for RFM/CLV).
     """
     primary = records[0]
     points = sum(record.points for record in records)
     done: dict[str, Any] = {"pending": []}
     binding.points_carried = points
-    binding.points_key = points_key(binding, primary, rebind=rebind)
+    binding.points_key = points_key(primary, previous_binds=previous_binds)
     binding.tier_carried = primary.tier
     ledger = _loyalty("ledger")
     if points > 0:
@@ -75,10 +82,8 @@ def carry_over(
                 )
             )
     if done["pending"]:
-        log.warning("legacy carry-over incomplete: loyalty services missing", extra={"binding_id": binding.id})
+        log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
-    session.flush()
-    return done
 
 
 def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:

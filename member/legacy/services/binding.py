@@ -65,12 +65,20 @@ def bind_verified_phone(
     if mine:
         binding = active_binding(session, mine[0].id)
         return BindOutcome("already_bound", binding_id=binding.id if binding else None)
-    open_conflict = session.scalar(
-        select(BindingConflict)
-        .where(BindingConflict.phone == phone, BindingConflict.status == "open")
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    # The phone's open conflict, and this member's refused ones, in one read.
+    queued = list(
+        session.scalars(
+            select(BindingConflict)
+            .where(
+                BindingConflict.phone == phone,
+                (BindingConflict.status == "open")
+                | ((BindingConflict.status == "rejected") & (BindingConflict.member_id == member_id)),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     )
+    open_conflict = next((c for c in queued if c.status == "open"), None)
     if open_conflict is not None:
         if (
             open_conflict.kind == "second_check"
@@ -88,16 +96,9 @@ def bind_verified_phone(
             session.flush()
             return BindOutcome("bound", binding_id=binding.id, conflict_id=open_conflict.id)
         return BindOutcome("conflict", conflict_id=open_conflict.id)
+    if queued:
+        return BindOutcome("rejected", conflict_id=queued[0].id)
     candidate_ids = [row.id for row in rows]
-    refused = session.scalar(
-        select(BindingConflict.id).where(
-            BindingConflict.phone == phone,
-            BindingConflict.member_id == member_id,
-            BindingConflict.status == "rejected",
-        )
-    )
-    if refused is not None:
-        return BindOutcome("rejected", conflict_id=refused)
     elsewhere = [row for row in rows if row.status == "bound"]
     if elsewhere:
         conflict = _queue(
@@ -190,12 +191,7 @@ def bind_records(
 ) -> LegacyBinding:
     """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over."""
     primary, merged = records[0], records[1:]
-    rebind = (
-        session.scalar(
-            select(func.count()).select_from(LegacyBinding).where(LegacyBinding.legacy_member_id == primary.id)
-        )
-        or 0
-    ) > 0
+    previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
     binding = LegacyBinding(
         legacy_member_id=primary.id,
         member_id=member_id,
@@ -204,8 +200,8 @@ def bind_records(
         conflict_id=conflict_id,
         merged_legacy_ids=[record.id for record in merged],
         bound_at=at,
-        carryover={},
     )
+    carryover.carry_over(session, binding, records, previous_binds=previous_binds)
     session.add(binding)
     primary.status = "bound"
     primary.bound_member_id = member_id
@@ -214,7 +210,6 @@ def bind_records(
         record.merged_into_id = primary.id
         record.bound_member_id = member_id
     session.flush()
-    carryover.carry_over(session, binding, records, rebind=rebind)
     return binding
 
 

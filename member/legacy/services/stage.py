@@ -166,6 +166,9 @@ def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None =
     batch.duplicate_rows = int(row_count)
     batch.progress_done = batch.progress_total or batch.progress_done
     batch.status = "done"
+    if session.get_bind().dialect.name == "postgresql":
+        # A bulk load leaves the planner's statistics behind; the bind pass joins on these rows next.
+        session.execute(text("ANALYZE legacy_members"))
     batch.finished_at = now or utcnow()
 
 
