@@ -49,7 +49,8 @@ def import_chunk(session: Session, payload: dict[str, Any]) -> None:
     """Apply one chunk from the checkpoint and queue the next (or the bind pass); a dry run runs whole."""
     batch_id = int(payload["batch_id"])
     batch = session.get(ImportBatch, batch_id)
-    if batch is None or batch.status == "done":
+    if batch is None or batch.status == "done" or batch.rows_done != payload.get("start_row", batch.rows_done):
+        # Done, or this row's chunk was applied already (a rerun): one effect per row.
         return
     try:
         if batch.dry_run:
@@ -72,7 +73,12 @@ def import_chunk(session: Session, payload: dict[str, Any]) -> None:
     if outcome.eof:
         outbox.emit(session, BIND_BATCH, {"batch_id": batch_id}, key=f"legacy:bind-batch:{batch_id}")
     else:
-        outbox.emit(session, IMPORT_CHUNK, {"batch_id": batch_id}, key=f"legacy:import:{batch_id}:{chunk.end_row}")
+        outbox.emit(
+            session,
+            IMPORT_CHUNK,
+            {"batch_id": batch_id, "start_row": chunk.end_row},
+            key=f"legacy:import:{batch_id}:{chunk.end_row}",
+        )
 
 
 @outbox.handler(BIND_BATCH)

@@ -114,4 +114,9 @@ def batch_counts(batch: ImportBatch) -> dict[str, Any]:
 
 def start_import(session: Session, batch: ImportBatch) -> None:
     """Queue the batch's next chunk to run after commit; queuing twice queues once."""
-    outbox.emit(session, IMPORT_CHUNK, {"batch_id": batch.id}, key=f"legacy:import:{batch.id}:{batch.rows_done}")
+    outbox.emit(
+        session,
+        IMPORT_CHUNK,
+        {"batch_id": batch.id, "start_row": batch.rows_done},
+        key=f"legacy:import:{batch.id}:{batch.rows_done}",
+    )
