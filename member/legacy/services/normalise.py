@@ -105,7 +105,7 @@ _PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
 _DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _MONEY_NOISE = str.maketrans("", "", ",\uff0c¥￥元 \u3000")
-_MONEY = re.compile(r"(\d+)(?:\.(\d{1,2})0*)?")
+_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
 _NAME_SPACE = re.compile(r"\s+")
 
 #: Normalised values in staging-column order (after row_number).
@@ -156,7 +156,8 @@ def parse_points(raw: str) -> int | None:
     text = raw.replace(",", "").strip()
     if text.endswith(".0"):
         text = text[:-2]
-    return int(text) if text.isdigit() else None
+    # At most 18 digits: the column is a bigint, and one overflowing value must not fail its whole chunk.
+    return int(text) if text.isdigit() and len(text) <= 18 else None
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ class RowNormaliser:
         tier = values[index].strip()[:32] if index is not None and index < width else ""
         index = self._points
         raw = values[index].strip() if index is not None and index < width else ""
-        points = (int(raw) if raw.isdigit() else parse_points(raw)) if raw else 0
+        points = (int(raw) if raw.isdigit() and len(raw) <= 18 else parse_points(raw)) if raw else 0
         if points is None:
             reasons.append("invalid_points")
         index = self._spend

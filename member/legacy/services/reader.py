@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ class LegacySource:
         self, *, start_row: int = 0, start_offset: int = 0, chunk_rows: int = DEFAULT_CHUNK_ROWS
     ) -> Iterator[Chunk]:
         """Chunks of records after the checkpoint (`start_row` records done, ending at byte `start_offset`)."""
-        records = self._csv_records(start_offset) if self.format == "csv" else self._xlsx_records(start_row)
+        if self.format == "csv":
+            yield from self._csv_chunks(start_row, start_offset, chunk_rows)
+            return
+        records = self._xlsx_records(start_row)
         done = start_row
         rows: list[tuple[int, list[str]]] = []
         offset = start_offset
@@ -106,15 +110,30 @@ class LegacySource:
                     return [cell.strip() for cell in record], counter[0]
         raise UnreadableFile("the file has no header row")
 
-    def _csv_records(self, start_offset: int) -> Iterator[tuple[int, list[str]]]:
-        # Every data line starts after a b"\n", which no UTF-8 or GB18030 multi-byte sequence contains, so
-        # the byte offset after a complete record is exact and a resume can seek straight to it.
+    def _csv_chunks(self, start_row: int, start_offset: int, chunk_rows: int) -> Iterator[Chunk]:
+        # The text layer is C all the way (readline, csv); its tell() at a record's end is the exact byte
+        # offset there (no decoder state is pending at a line end in UTF-8 or GB18030), asked once per chunk.
         offset = start_offset or self._data_offset
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
         with open(self.path, "rb") as handle:
             handle.seek(offset)
-            counter = [offset]
-            for record in csv.reader(self._lines(handle, counter), delimiter=self.delimiter):
-                yield counter[0], record
+            text = io.TextIOWrapper(handle, encoding=encoding, errors="replace", newline="")
+            done = start_row
+            rows: list[tuple[int, list[str]]] = []
+            append = rows.append
+            for values in csv.reader(iter(text.readline, ""), delimiter=self.delimiter):
+                done += 1
+                if values and any(values):
+                    # Row numbers as a spreadsheet shows them: the header is row 1.
+                    append((done + 1, values))
+                    if len(rows) >= chunk_rows:
+                        offset = text.tell()
+                        yield Chunk(start_row, done, offset, offset, rows, eof=False)
+                        start_row, rows = done, []
+                        append = rows.append
+            offset = text.tell()
+            text.detach()
+        yield Chunk(start_row, done, offset, offset, rows, eof=True)
 
     # --- XLSX ---
 

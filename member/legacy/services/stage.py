@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -115,8 +116,11 @@ def apply_prepared(
     bad = dict(prepared.bad)
     raw_by_row = dict(prepared.raw_by_row)
     inserted = 0
+    dialect = session.get_bind().dialect.name
+    if good and dialect == "postgresql" and _copy_direct(session, batch_id, good):
+        inserted = len(good)
+        good = []
     if good:
-        dialect = session.get_bind().dialect.name
         _stage(session, good, dialect)
         inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
         if inserted < len(good):
@@ -170,6 +174,36 @@ def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None =
         # A bulk load leaves the planner's statistics behind; the bind pass joins on these rows next.
         session.execute(text("ANALYZE legacy_members"))
     batch.finished_at = now or utcnow()
+
+
+_DIRECT_COLUMNS = f"batch_id, status, {_COLUMNS_SQL}"
+
+
+def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool:
+    """COPY a chunk straight into legacy_members when no legacy id repeats (the usual case), like `psql \\copy`.
+
+    A legacy id seen twice inside the chunk, or already imported by an earlier chunk (the unique key refuses
+    the COPY, rolled back to its savepoint), sends the chunk through the staging table, which keeps the first
+    row of each id and reports the others. Returns whether the rows went in.
+    """
+    if len({row[1] for row in rows}) < len(rows):
+        return False
+    try:
+        with session.begin_nested():
+            # Asked for inside the savepoint, so the SAVEPOINT is emitted before the COPY.
+            connection = session.connection()
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    head = (batch_id, "unbound")
+                    for row in rows:
+                        write(head + row)
+            finally:
+                cursor.close()
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
 
 
 def _stage(session: Session, rows: list[NormalRow], dialect: str) -> None:

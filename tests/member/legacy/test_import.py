@@ -194,3 +194,18 @@ def test_sqlite_embedded_import(sqlite_app, tmp_path):
         first = session.scalar(select(LegacyMember).where(LegacyMember.row_number == 3))
         assert first.joined_at.isoformat() == "2024-02-01T16:00:00+00:00"
     assert again == batch_id
+
+
+def test_clean_chunks_copy_straight_in_and_a_later_repeated_id_is_still_reported(db, session, tmp_path):
+    rows = [[f"C{i:05d}", f"137{i:08d}", f"name {i}", "", str(i), "1.5", "2024-01-01", "", ""] for i in range(3000)]
+    rows[2500][0] = "C00010"  # repeats an id of the first chunk
+    batch_id = _import(db, write_csv(tmp_path / "clean.csv", rows), chunk_rows=1000)
+    batch = session.get(ImportBatch, batch_id)
+    assert (batch.valid_count, batch.invalid_count, batch.invalid_by_reason) == (
+        2999,
+        1,
+        {"duplicate_legacy_id": 1},
+    )
+    assert session.scalar(select(LegacyRowError.row_number).where(LegacyRowError.batch_id == batch_id)) == 2502
+    first = session.scalar(select(LegacyMember).where(LegacyMember.legacy_id == "C00010"))
+    assert (first.row_number, first.total_spend_fen, first.custom_fields) == (12, 150, {})
