@@ -99,7 +99,18 @@ def child_import(url: str, path: str, chunk_rows: int) -> None:
         batch_id = open_batch(session, path=path, filename=Path(path).name).batch.id
     result = run_import(db, batch_id, chunk_rows=chunk_rows)
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": result.rows, "inserted": result.inserted, "seconds": seconds, "bind": result.bind_pass}))
+    print(
+        json.dumps(
+            {
+                "rows": result.rows,
+                "inserted": result.inserted,
+                "seconds": seconds,
+                "import_s": result.import_s,
+                "bind_s": result.bind_s,
+                "bind": result.bind_pass,
+            }
+        )
+    )
 
 
 def run_child(url: str, path: Path, chunk_rows: int) -> tuple[dict, float]:
@@ -190,8 +201,10 @@ def measure(url: str, rows: int, members: int, chunk_rows: int, workdir: Path) -
     copy_s = psql_copy(url, path)
     ours_rate, copy_rate = rows / ours["seconds"], rows / copy_s
     print(
-        f"{rows:>9,} rows  scrm import {ours['seconds']:6.1f} s = {ours_rate:9,.0f} rows/s (peak RSS {rss_mb:.0f} MB, "
-        f"bind pass {ours['bind']})  |  psql \\copy {copy_s:6.1f} s = {copy_rate:9,.0f} rows/s  |  "
+        f"{rows:>9,} rows  scrm import {ours['seconds']:6.1f} s = {ours_rate:9,.0f} rows/s "
+        f"(load {ours['import_s']:.1f} s, "
+        f"bind pass {ours['bind_s']:.1f} s {ours['bind']}; peak RSS {rss_mb:.0f} MB)  |  "
+        f"psql \\copy {copy_s:6.1f} s = {copy_rate:9,.0f} rows/s  |  "
         f"ratio {ours_rate / copy_rate:.2f}"
     )
     path.unlink()

@@ -6,6 +6,7 @@ crash loses at most the chunk in flight and the next run resumes after the last 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class RunResult:
     inserted: int = 0
     invalid: int = 0
     bind_pass: dict[str, int] = field(default_factory=dict)
+    import_s: float = 0.0
+    bind_s: float = 0.0
 
     def add(self, outcome: ChunkOutcome | None) -> None:
         if outcome is None:
@@ -60,6 +63,7 @@ def run_import(
 ) -> RunResult:
     """Import (or resume) a batch from its checkpoint to the end, then bind the members who already verified."""
     result = RunResult()
+    started = time.perf_counter()
     with db.transaction() as session:
         batch = get_batch(session, batch_id)
         start_row, start_offset, finished = batch.rows_done, batch.resume_offset, batch.status == "done"
@@ -76,6 +80,8 @@ def run_import(
                 pending = pool.submit(_apply, db, batch_id, prepared, on_chunk, at)
             if pending is not None:
                 result.add(pending.result())
+    result.import_s = time.perf_counter() - started
     with db.transaction() as session:
         result.bind_pass = bind_batch(session, batch_id, at=at, policy=policy)
+    result.bind_s = time.perf_counter() - started - result.import_s
     return result
