@@ -33,3 +33,11 @@ Sender: the member id. Kwargs: `session`, `phone` (E.164), `method` ("wechat" | 
 
 members_merged = _signals.signal("members-merged")
 """Member `source_id` was merged into the sender (the survivor). Kwargs: `session`, `source_id`."""
+
+members_unmerged = _signals.signal("members-unmerged")
+"""A merge was undone: member `source_id` is its own member again. Sender: the survivor id. Kwargs: `session`,
+`source_id`, `merge_id`, `moved` (what went back: identity ids, member-tag ids, phone/unionid flags)."""
+
+member_erased = _signals.signal("member-erased")
+"""A member's personal data was erased (PIPL). Sender: the member id. Kwargs: `session`, `openids` (list of
+(appid, openid, pseudonym) triples the member held), `at`. Receivers scrub or pseudonymise their own rows."""

@@ -18,12 +18,9 @@ from scrm.wechat_apps import plain_mode_official_accounts
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
-DOMAIN_MODULES: tuple[str, ...] = (
-    "member.models",
-    "wechat_handlers.models",
-    "wechat_handlers.jobs",
-    "member.legacy.jobs",
-)
+DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models", "wechat_handlers.jobs")
+DOMAIN_MODULES += ("member.jobs",)
+DOMAIN_MODULES += ("member.legacy.jobs",)
 
 #: Blueprints of the JSON API, as "module:attribute".
 API_BLUEPRINTS: tuple[str, ...] = (
@@ -32,6 +29,7 @@ API_BLUEPRINTS: tuple[str, ...] = (
     "wechat_handlers.views:staff_bp",
     "member.legacy.views:legacy_bp",
 )
+API_BLUEPRINTS += ("member.views.centre:member_bp", "member.views.staff:staff_members_bp")
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
 PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")

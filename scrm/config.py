@@ -63,6 +63,22 @@ class Config:
     #: A pending outbox row older than this is re-driven by the sweeper.
     outbox_stale_after_s: float = 10.0
     staff_login_rate_per_min: int = 10
+    #: Front-end URL prefixes an OA OAuth login may redirect to (comma-separated); empty: JSON answers only.
+    member_oauth_redirect_allowlist: str = ""
+    #: How long an OAuth `state` stays usable.
+    member_oauth_state_ttl_s: int = 600
+    #: Current version of the privacy policy that consents refer to.
+    member_consent_policy_version: str = "v1"
+    #: SMS one-time-code backend: "null" (sends nothing, logs nothing) or "sandbox" (the WeChat sandbox's SMS outbox).
+    sms_backend: str = "null"
+    #: Base URL of the sandbox SMS outbox; default: SCRM_WECHAT_API_BASE.
+    sms_sandbox_url: str | None = None
+    #: One-time codes one client IP may request per 24 hours (across phones).
+    sms_ip_daily_limit: int = 30
+    #: Lifecycle thresholds in days: new (since joining), active and silent (since last activity); older is churned.
+    member_lifecycle_new_days: int = 14
+    member_lifecycle_active_days: int = 30
+    member_lifecycle_silent_days: int = 180
     #: Largest multipart upload a route marked `accepts_upload` takes (legacy CRM files run to hundreds of MB).
     max_upload_bytes: int = 1024 * 1024 * 1024
     #: Where uploaded legacy CRM files are kept while they import (named by content hash).
@@ -105,6 +121,8 @@ class Config:
             raise ConfigError(f"SCRM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
         if self.env == "prod" and (self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32):
             raise ConfigError("SCRM_SECRET_KEY must be set to a random value of at least 32 characters in prod")
+        if self.sms_backend not in ("null", "sandbox"):
+            raise ConfigError(f"SCRM_SMS_BACKEND must be null or sandbox, got {self.sms_backend!r}")
         if self.wechat_replay_window_s <= 0:
             raise ConfigError("SCRM_WECHAT_REPLAY_WINDOW_S must be positive")
 

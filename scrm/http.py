@@ -16,7 +16,9 @@ from scrm.errors import DomainError
 from scrm.logs import request_id_var
 from scrm.wechat.errors import (
     AppMisconfigured,
+    CodeUsed,
     InvalidArgument,
+    InvalidCode,
     InvalidCredential,
     QuotaExceeded,
     WeChatError,
@@ -131,6 +133,10 @@ def handle_wechat_error(error: WeChatError) -> Response:
     details = {"errcode": error.errcode} if error.errcode is not None else {}
     if isinstance(error, WeChatUnavailable):
         return error_response(503, "WeChat did not answer in time; try again.", code="wechat_unavailable")
+    if isinstance(error, CodeUsed):
+        return error_response(409, "This WeChat code was already used; get a new one.", code="code_used")
+    if isinstance(error, InvalidCode):
+        return error_response(422, "This WeChat code is unknown or expired.", code="code_invalid")
     if isinstance(error, QuotaExceeded | WeChatRateLimited):
         return error_response(429, "WeChat's quota for this call is used up.", code="wechat_quota", details=details)
     if isinstance(error, InvalidArgument):

@@ -82,6 +82,8 @@ class AuditEntry(Base):
     """Who changed what, when, with the state before and after."""
 
     __tablename__ = "audit_log"
+    #: The member 360 timeline and staff audit searches read by target.
+    __table_args__ = (Index("ix_audit_log_target_type_target_id", "target_type", "target_id"),)
 
     id: Mapped[intpk]
     actor_type: Mapped[str] = mapped_column(String(16))  # staff | member | system

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -177,3 +177,26 @@ def record_menu_published(
     audit.record(
         session, actor, "wechat_menu.publish", target_type="wechat_app", target_id=appid, before=previous, after=menu
     )
+
+
+ERASED_XML = "<xml><Erased>1</Erased></xml>"
+
+
+def erase_member_messages(session: Session, openids: list[tuple[str, str, str]]) -> int:
+    """PIPL erasure of a member's callbacks: each (appid, openid, pseudonym) gets its openid replaced in the inbox
+    and its raw XML (which holds what the user wrote) dropped; returns the rows changed."""
+    changed = 0
+    for appid, openid, pseudonym in openids:
+        result = session.execute(
+            update(InboxMessage)
+            .where(InboxMessage.appid == appid, InboxMessage.openid == openid)
+            .values(
+                openid=pseudonym,
+                dedup_key=func.replace(InboxMessage.dedup_key, openid, pseudonym),
+                raw_xml=ERASED_XML,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        changed += int(result.rowcount or 0)
+    return changed

@@ -29,6 +29,8 @@ class Member(Base):
     #: E.164, set only once WeChat or an SMS code verified it; unique among members.
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     phone_verified_at: Mapped[datetime | None]
+    #: How the phone was verified: "wechat" (getuserphonenumber) or "sms" (one-time code).
+    phone_verified_method: Mapped[str | None] = mapped_column(String(8))
     name: Mapped[str | None] = mapped_column(String(80))
     gender: Mapped[str | None] = mapped_column(String(8))
     birthday: Mapped[date | None]
@@ -40,6 +42,10 @@ class Member(Base):
     source: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[created_at]
     last_active_at: Mapped[datetime | None]
+    #: The latest paid order; the loyalty half keeps it current, rule-based tags read it.
+    last_order_at: Mapped[datetime | None]
+    #: new / active / silent / churned, recomputed by the lifecycle job.
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(8))
     #: Set when this member was merged into another (the survivor); the row stays for unmerge.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     erased_at: Mapped[datetime | None]

@@ -34,7 +34,7 @@ def test_two_sweepers_on_redis_start_one_job_per_period(committed_app, redis_cli
         started = [jobs.run_due_periodic(app, now=12_000.0) for app in (committed_app, other, committed_app)]
         assert sum("test-tick-redis" in names for names in started) == 1
         queue = committed_app.extensions["scrm"].runner.queue("default")
-        assert queue.job_ids == ["periodic-test_tick_redis-200"]
+        assert [job for job in queue.job_ids if "test_tick" in job] == ["periodic-test_tick_redis-200"]
     finally:
         jobs._periodic.pop("test-tick-redis")
         other.extensions["scrm"].db.dispose()

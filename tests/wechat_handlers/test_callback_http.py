@@ -219,8 +219,8 @@ def _variants(wechat: CallbackSender) -> dict[str, CallbackRequest]:
         "missing msg_signature": good.with_query(msg_signature=None),
         "encrypt_type=raw downgrade": good.with_query(encrypt_type="raw", msg_signature=None),
         "plaintext body to a safe app": wechat.plain(xml),
-        "stale timestamp": FreshNonceSender(now=wechat.now - 301).encrypted(xml),
-        "future timestamp": FreshNonceSender(now=wechat.now + 301).encrypted(xml),
+        "stale timestamp": FreshNonceSender(now=wechat.now - 3600).encrypted(xml),
+        "future timestamp": FreshNonceSender(now=wechat.now + 3600).encrypted(xml),
         "not xml content type": CallbackRequest(good.raw_body, good.query, "application/json"),
     }
 
