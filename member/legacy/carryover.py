@@ -72,6 +72,8 @@ def carry_over(
         if tiers is None:
             done["pending"].append("tier")
         else:
+            before = tiers.tier_for_member(session, binding.member_id)
+            binding.tier_before = getattr(before, "code", None)
             done["tier_raised"] = bool(
                 tiers.ensure_tier_at_least(
                     session,
@@ -87,22 +89,28 @@ def carry_over(
 
 
 def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:
-    """Take back the carried points with a new ledger entry (the ledger is append-only)."""
+    """Take back the carried points with a new ledger entry (the ledger is append-only; never below zero).
+
+    The tier is left as it is: a tier reached is the loyalty rules' to lower at the next evaluation.
+    """
     undone: dict[str, Any] = {"pending": []}
-    if binding.points_carried and "points" not in (binding.carryover or {}).get("pending", []):
+    entry_id = (binding.carryover or {}).get("points_entry_id")
+    if binding.points_carried and entry_id is not None:
         ledger = _loyalty("ledger")
         if ledger is None:
             undone["pending"].append("points")
         else:
-            entry = ledger.earn(
+            reversal = ledger.reverse(
                 session,
                 member_id=binding.member_id,
-                points=-binding.points_carried,
+                entry_id=entry_id,
+                points=binding.points_carried,
                 key=f"{binding.points_key}:reversal",
                 reason="legacy_carryover_reversal",
                 source=SOURCE,
             )
-            undone["points_entry_id"] = getattr(entry, "id", None)
+            undone["points_entry_id"] = getattr(getattr(reversal, "entry", None), "id", None)
+            undone["shortfall"] = getattr(reversal, "shortfall", 0)
     binding.carryover = {**(binding.carryover or {}), "reversal": undone}
     session.flush()
     return undone
