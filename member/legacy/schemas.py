@@ -39,7 +39,12 @@ class ImportUploadFormSchema(StrictSchema):
 
 
 class ImportUploadFileSchema(StrictSchema):
+    """The multipart body as documented; `mapping` and `dry_run` are read from the form by ImportUploadFormSchema
+    (flask-smorest documents one multipart location per route)."""
+
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    mapping = ma.fields.Raw(load_only=True, metadata={"type": "string", "description": "Column mapping, JSON text"})
+    dry_run = ma.fields.Raw(load_only=True, metadata={"type": "boolean"})
 
 
 class BatchProgressSchema(ma.Schema):

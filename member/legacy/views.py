@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Response, stream_with_context
+import marshmallow as ma
+from flask import Response, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -33,6 +34,7 @@ from member.legacy.services.conflicts import reopen_conflict, resolve_conflict
 from scrm import audit
 from scrm.context import db_session, ext
 from scrm.db import paginate
+from scrm.errors import InvalidInput
 from scrm.guards import STAFF_SECURITY, current_staff, staff_actor, staff_required
 from scrm.http import PageArgsSchema, accepts_upload, page_schema
 
@@ -70,6 +72,16 @@ def _store_upload(upload: Any) -> tuple[Path, str]:
     return target, digest.hexdigest()
 
 
+def _upload_form() -> dict[str, Any]:
+    try:
+        return ImportUploadFormSchema().load(request.form.to_dict())
+    except ma.ValidationError as exc:
+        fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise InvalidInput(
+            "The request did not pass validation: " + ", ".join(sorted(fields)), details={"fields": fields}
+        ) from None
+
+
 @legacy_bp.route("/imports")
 @accepts_upload
 class ImportsView(MethodView):
@@ -82,17 +94,17 @@ class ImportsView(MethodView):
         items, total = paginate(db_session(), selectors.batches_query(), **page)
         return {"items": [_batch_view(batch) for batch in items], "page": {**page, "total": total}}
 
-    @legacy_bp.arguments(ImportUploadFormSchema, location="form")
     @legacy_bp.arguments(ImportUploadFileSchema, location="files")
     @legacy_bp.response(202, BatchSchema)
     @legacy_bp.doc(security=STAFF_SECURITY)
     @staff_required("admin")
-    def post(self, form: dict[str, Any], files: dict[str, Any]) -> Any:
+    def post(self, files: dict[str, Any]) -> Any:
         """Upload a CSV or XLSX legacy file (multipart `file`, optional `mapping` JSON and `dry_run`) (admin).
 
         The import runs as a job on the default queue; read its progress at /imports/<id>. Uploading a file
         again returns its batch (`created` false) and adds nothing; an unfinished batch resumes.
         """
+        form = _upload_form()
         upload = files["file"]
         stored, digest = _store_upload(upload)
         session = db_session()
