@@ -41,3 +41,15 @@ members_unmerged = _signals.signal("members-unmerged")
 member_erased = _signals.signal("member-erased")
 """A member's personal data was erased (PIPL). Sender: the member id. Kwargs: `session`, `openids` (list of
 (appid, openid, pseudonym) triples the member held), `at`. Receivers scrub or pseudonymise their own rows."""
+order_paid = _signals.signal("order-paid")
+"""A paid order was recorded (sent once, on first recording; replays are silent).
+
+Sender: the member id. Kwargs: `session`, `order` (Order), `points` (points the order earned, maybe pending).
+"""
+
+order_refunded = _signals.signal("order-refunded")
+"""An order was refunded in full or in part (sent once per refund).
+
+Sender: the member id. Kwargs: `session`, `order` (Order, `refunded_fen` already updated), `refund` (OrderRefund),
+`full` (True once nothing of the order is left).
+"""

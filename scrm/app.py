@@ -18,9 +18,14 @@ from scrm.wechat_apps import plain_mode_official_accounts
 
 #: Modules imported at start-up so their outbox handlers, periodic jobs and signal receivers exist
 #: in every process (web, worker, CLI). Listed here, the composition root, not discovered.
-DOMAIN_MODULES: tuple[str, ...] = ("member.models", "wechat_handlers.models", "wechat_handlers.jobs")
-DOMAIN_MODULES += ("member.jobs",)
-DOMAIN_MODULES += ("member.legacy.jobs",)
+DOMAIN_MODULES: tuple[str, ...] = (
+    "member.models",
+    "member.jobs.centre",
+    "member.jobs.loyalty",
+    "wechat_handlers.models",
+    "wechat_handlers.jobs",
+    "member.legacy.jobs",
+)
 
 #: Blueprints of the JSON API, as "module:attribute".
 API_BLUEPRINTS: tuple[str, ...] = (
@@ -28,8 +33,11 @@ API_BLUEPRINTS: tuple[str, ...] = (
     "scrm.views:wechat_apps_bp",
     "wechat_handlers.views:staff_bp",
     "member.legacy.views:legacy_bp",
+    "member.views.centre:member_bp",
+    "member.views.staff:staff_members_bp",
+    "member.views.loyalty:member_loyalty_bp",
+    "member.views.loyalty:staff_loyalty_bp",
 )
-API_BLUEPRINTS += ("member.views.centre:member_bp", "member.views.staff:staff_members_bp")
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
 PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")

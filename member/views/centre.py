@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from member import selectors
 from member.models import Member, WeChatIdentity
 from member.phones import mask_phone
-from member.schemas import (
+from member.schemas.centre import (
     ConsentsSchema,
     ConsentsUpdateSchema,
     ExportSchema,

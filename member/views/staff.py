@@ -12,7 +12,7 @@ from member import selectors
 from member.errors import MemberNotFound
 from member.models import Member, MemberMerge, Tag
 from member.phones import to_e164
-from member.schemas import (
+from member.schemas.centre import (
     FieldDefinitionCreateSchema,
     FieldDefinitionSchema,
     FieldDefinitionUpdateSchema,

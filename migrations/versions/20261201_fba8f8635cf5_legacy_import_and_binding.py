@@ -1,7 +1,7 @@
 """legacy import and binding
 
 Revision ID: fba8f8635cf5
-Revises: 885fbf90256e
+Revises: 881748faa5fc
 Create Date: 2026-12-01 21:47:00.344801
 """
 
@@ -15,7 +15,7 @@ import scrm.db
 from sqlalchemy.dialects import postgresql
 
 revision: str = 'fba8f8635cf5'
-down_revision: str | Sequence[str] | None = '885fbf90256e'
+down_revision: str | Sequence[str] | None = '881748faa5fc'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

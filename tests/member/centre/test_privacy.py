@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from member import sections
-from member.jobs import send_sms_code
+from member.jobs.centre import send_sms_code
 from member.models import Member, MessageConsent, PhoneCode, WeChatIdentity
 from member.services.merge import merge_members
 from member.services.privacy import erase_member

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from member import sections, signals
-from member.models import Member, MemberTag, Tag, WeChatIdentity
+from member.models import LoyaltyAccount, Member, MemberTag, Tag, Tier, WeChatIdentity
 from member.services import tags as tag_services
 from scrm.clock import utcnow
 from scrm.models import AuditEntry
@@ -171,7 +171,7 @@ def test_rule_tags_and_lifecycle_are_recomputed_and_safe_twice(session):
 
 
 def test_the_periodic_job_runs_twice_with_one_effect(app, session):
-    from member.jobs import refresh_segments
+    from member.jobs.centre import refresh_segments
 
     make_member(session, region="Shanghai")
     session.add(Tag(name="sh", kind="rule", rule={"kind": "region_is", "region": "Shanghai"}))
@@ -240,18 +240,18 @@ def test_search_by_phone_name_tag_and_stage_paginated_and_masked(client, staff, 
     assert client.get("/api/v1/staff/members", headers=bearer("not-a-staff-token")).status_code == 401
 
 
-def test_search_filters_other_concerns_register_such_as_tier(client, staff, session):
-    from member import selectors
-
-    gold = make_member(session, name="Gold", region="gold-tier")
-    make_member(session, name="Plain")
+def test_search_by_tier_uses_the_filter_loyalty_registers(client, staff, session):
+    gold_tier = Tier(code="gold", name="Gold", rank=2, threshold_kind="points", threshold=1000)
+    session.add(gold_tier)
+    gold = make_member(session, name="Gold")
+    plain = make_member(session, name="Plain")
+    session.flush()
+    session.add_all(
+        [LoyaltyAccount(member_id=gold.id, tier_id=gold_tier.id), LoyaltyAccount(member_id=plain.id, tier_id=None)]
+    )
+    session.flush()
     headers = staff.headers("analyst")
-    unavailable = client.get("/api/v1/staff/members", query_string={"tier": "gold"}, headers=headers)
-    assert unavailable.status_code == 422
-    assert unavailable.get_json()["error"]["code"] == "search_filter_unavailable"
-    selectors.register_search_filter("tier", lambda query, code: query.where(Member.region == f"{code}-tier"))
-    try:
-        found = client.get("/api/v1/staff/members", query_string={"tier": "gold"}, headers=headers).get_json()
-    finally:
-        selectors._search_filters.pop("tier", None)
+    found = client.get("/api/v1/staff/members", query_string={"tier": "gold"}, headers=headers).get_json()
     assert [row["id"] for row in found["items"]] == [gold.id]
+    none = client.get("/api/v1/staff/members", query_string={"tier": "platinum"}, headers=headers).get_json()
+    assert none["items"] == []

@@ -45,4 +45,6 @@ def refresh_segments() -> dict[str, int]:
     return result
 
 
-jobs.periodic(jobs.PeriodicJob(name="member-segments", func="member.jobs.refresh_segments", every_s=SEGMENTS_EVERY_S))
+jobs.periodic(
+    jobs.PeriodicJob(name="member-segments", func="member.jobs.centre.refresh_segments", every_s=SEGMENTS_EVERY_S)
+)

@@ -1,0 +1,1 @@
+"""Member-domain HTTP schemas (used by views only), one module per concern."""

@@ -1,0 +1,243 @@
+"""Orders from the brand's order system: idempotent recording that earns points, refunds that reverse them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from member import signals
+from member.errors import MemberNotFound, OrderConflict, OrderNotFound, RefundTooLarge
+from member.models import Member, Order, OrderRefund
+from member.services import ledger, tiers
+from member.services.loyalty_rules import get_settings, order_points
+from scrm import audit
+from scrm.audit import Actor
+from scrm.clock import utcnow
+from scrm.errors import InvalidInput
+
+
+def record_order(
+    session: Session,
+    *,
+    source: str,
+    external_id: str,
+    member_id: int,
+    amount_fen: int,
+    paid_at: datetime,
+    items: list[dict] | None = None,
+    earn_points: bool = True,
+) -> Order:
+    """Record a paid order once per (source, external_id), earn its points and raise the tier if it qualifies.
+
+    A replay with the same content returns the first order; different content raises OrderConflict (409).
+    """
+    order, _created = place_order(
+        session,
+        source=source,
+        external_id=external_id,
+        member_id=member_id,
+        amount_fen=amount_fen,
+        paid_at=paid_at,
+        items=items,
+        earn_points=earn_points,
+    )
+    return order
+
+
+def place_order(
+    session: Session,
+    *,
+    source: str,
+    external_id: str,
+    member_id: int,
+    amount_fen: int,
+    paid_at: datetime,
+    items: list[dict] | None = None,
+    earn_points: bool = True,
+    actor: Actor | None = None,
+) -> tuple[Order, bool]:
+    """`record_order`, also saying whether the order is new, and auditing it when staff (`actor`) sent it."""
+    if amount_fen <= 0:
+        raise InvalidInput("amount_fen must be positive", details={"fields": {"amount_fen": ["Must be positive."]}})
+    existing = _find(session, source, external_id)
+    if existing is not None:
+        return _replay(existing, member_id=member_id, amount_fen=amount_fen, paid_at=paid_at, items=items), False
+    member = session.get(Member, member_id)
+    if member is None:
+        raise MemberNotFound()
+    # Lock the member's account first: one member's orders, refunds and ledger writes queue up behind it.
+    ledger.lock_account(session, member_id)
+    order = Order(
+        source=source,
+        external_id=external_id,
+        member_id=member_id,
+        amount_fen=amount_fen,
+        paid_at=paid_at,
+        items=items,
+        status="paid",
+    )
+    try:
+        with session.begin_nested():
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        # A concurrent delivery of the same order committed first.
+        winner = _find(session, source, external_id)
+        if winner is None:
+            raise
+        return _replay(winner, member_id=member_id, amount_fen=amount_fen, paid_at=paid_at, items=items), False
+    # Rule-based tags ("ordered in the last N days") read this, not the orders table.
+    if member.last_order_at is None or paid_at > member.last_order_at:
+        member.last_order_at = paid_at
+    if earn_points:
+        _earn_for_order(session, order)
+    tiers.evaluate_member(session, member_id=member_id, allow_downgrade=False)
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "order.record",
+            target_type="order",
+            target_id=order.id,
+            after={"source": source, "external_id": external_id, "member_id": member_id, "amount_fen": amount_fen},
+        )
+    signals.order_paid.send(member_id, session=session, order=order, points=order.points_earned)
+    return order, True
+
+
+def _earn_for_order(session: Session, order: Order) -> None:
+    settings = get_settings(session)
+    tier = tiers.tier_for_member(session, order.member_id)
+    points = order_points(
+        order.amount_fen,
+        points_per_yuan=settings.points_per_yuan,
+        multiplier_pct=tier.points_multiplier_pct if tier is not None else 100,
+    )
+    if points <= 0:
+        return
+    available_at = order.paid_at + timedelta(days=settings.pending_days)
+    expires_at = available_at + timedelta(days=settings.points_valid_days) if settings.points_valid_days else None
+    entry = ledger.earn(
+        session,
+        member_id=order.member_id,
+        points=points,
+        key=f"order:{order.id}:earn",
+        reason="order",
+        source="order",
+        available_at=available_at,
+        expires_at=expires_at,
+        detail={"order_id": order.id},
+    )
+    order.points_earned = points
+    order.points_entry_id = entry.id
+    session.flush()
+
+
+def _find(session: Session, source: str, external_id: str) -> Order | None:
+    return session.scalar(select(Order).where(Order.source == source, Order.external_id == external_id))
+
+
+def _replay(order: Order, *, member_id: int, amount_fen: int, paid_at: datetime, items: list[dict] | None) -> Order:
+    differs = [
+        name
+        for name, same in (
+            ("member_id", order.member_id == member_id),
+            ("amount_fen", order.amount_fen == amount_fen),
+            ("paid_at", order.paid_at == paid_at),
+            ("items", (order.items or None) == (items or None)),
+        )
+        if not same
+    ]
+    if differs:
+        raise OrderConflict(details={"differs": differs, "order_id": order.id})
+    return order
+
+
+def refund_order(
+    session: Session,
+    *,
+    order_id: int,
+    external_id: str,
+    amount_fen: int,
+    refunded_at: datetime | None = None,
+    actor: Actor | None = None,
+) -> tuple[OrderRefund, bool]:
+    """Refund part or all of an order once per `external_id`; reverses points proportionally.
+
+    Refund rule: the order's points are reversed in proportion to the money refunded, computed on the
+    cumulative refunded amount (partial refunds add up exactly; a full refund reverses everything).
+    Pending points come off the order's lot. Available points come off the balance; when the member
+    has spent them, only what is there is taken (the balance never goes below zero) and the rest is
+    recorded as the refund's `points_shortfall` for staff to follow up.
+
+    Returns (refund, created). A replay with the same amount returns the first refund; another amount
+    raises OrderConflict (409); more than what is left of the order raises RefundTooLarge (422).
+    """
+    if amount_fen <= 0:
+        raise InvalidInput("amount_fen must be positive", details={"fields": {"amount_fen": ["Must be positive."]}})
+    order = session.get(Order, order_id)
+    if order is None:
+        raise OrderNotFound()
+    # Lock order the same way as every other ledger write (account, then rows), so refunds never deadlock.
+    ledger.lock_account(session, order.member_id)
+    session.refresh(order, with_for_update=True)
+    existing = session.scalar(
+        select(OrderRefund).where(OrderRefund.order_id == order_id, OrderRefund.external_id == external_id)
+    )
+    if existing is not None:
+        if existing.amount_fen != amount_fen:
+            raise OrderConflict(details={"differs": ["amount_fen"], "refund_id": existing.id})
+        return existing, False
+    left = order.amount_fen - order.refunded_fen
+    if amount_fen > left:
+        raise RefundTooLarge(details={"fields": {"amount_fen": [f"At most {left}."]}, "refundable_fen": left})
+    now = refunded_at or utcnow()
+    refund = OrderRefund(order_id=order.id, external_id=external_id, amount_fen=amount_fen, refunded_at=now)
+    session.add(refund)
+    order.refunded_fen += amount_fen
+    order.refunded_at = now
+    order.status = "refunded" if order.refunded_fen == order.amount_fen else "partially_refunded"
+    session.flush()
+    target = order.points_earned * order.refunded_fen // order.amount_fen
+    to_reverse = target - order.points_reversed
+    if to_reverse > 0 and order.points_entry_id is not None:
+        reversal = ledger.reverse(
+            session,
+            member_id=order.member_id,
+            entry_id=order.points_entry_id,
+            points=to_reverse,
+            key=f"order-refund:{refund.id}:reverse",
+            reason="order refund",
+            source="order",
+            detail={"order_id": order.id, "refund_id": refund.id},
+        )
+        refund.points_reversed = reversal.reversed
+        refund.points_shortfall = reversal.shortfall
+        order.points_reversed = target
+    session.flush()
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "order.refund",
+            target_type="order",
+            target_id=order.id,
+            after=refund_view(refund),
+        )
+    full = order.refunded_fen == order.amount_fen
+    signals.order_refunded.send(order.member_id, session=session, order=order, refund=refund, full=full)
+    return refund, True
+
+
+def refund_view(refund: OrderRefund) -> dict[str, Any]:
+    return {
+        "refund_id": refund.id,
+        "external_id": refund.external_id,
+        "amount_fen": refund.amount_fen,
+        "points_reversed": refund.points_reversed,
+        "points_shortfall": refund.points_shortfall,
+    }

@@ -1,0 +1,194 @@
+"""Membership tiers: staff-defined tiers, evaluation (upgrade at once, downgrade at period end after grace), history."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from member.errors import TierConflict, TierNotFound
+from member.models import LoyaltyAccount, Order, PointsEntry, Tier, TierChange
+from member.services.ledger import lock_account
+from member.services.loyalty_rules import get_settings
+from scrm import audit
+from scrm.audit import Actor
+from scrm.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+TIER_FIELDS = ("code", "name", "rank", "threshold_kind", "threshold", "benefits", "points_multiplier_pct", "is_active")
+#: Qualification looks back this far.
+LOOKBACK = timedelta(days=365)
+
+
+def create_tier(session: Session, *, actor: Actor, **fields: Any) -> Tier:
+    tier = Tier(**{name: fields[name] for name in TIER_FIELDS if name in fields})
+    _save(session, tier)
+    audit.record(session, actor, "tier.create", target_type="tier", target_id=tier.id, after=tier_view(tier))
+    return tier
+
+
+def update_tier(session: Session, tier_id: int, *, actor: Actor, **changes: Any) -> Tier:
+    tier = session.get(Tier, tier_id, with_for_update=True)
+    if tier is None:
+        raise TierNotFound()
+    before = tier_view(tier)
+    for name in TIER_FIELDS:
+        if name in changes:
+            setattr(tier, name, changes[name])
+    tier.updated_at = utcnow()
+    _save(session, tier)
+    audit.record(
+        session, actor, "tier.update", target_type="tier", target_id=tier.id, before=before, after=tier_view(tier)
+    )
+    return tier
+
+
+def _save(session: Session, tier: Tier) -> None:
+    try:
+        with session.begin_nested():
+            session.add(tier)
+            session.flush()
+    except IntegrityError:
+        raise TierConflict() from None
+
+
+def tier_view(tier: Tier) -> dict[str, Any]:
+    return {name: getattr(tier, name) for name in TIER_FIELDS}
+
+
+def tier_for_member(session: Session, member_id: int) -> Tier | None:
+    tier_id = session.scalar(select(LoyaltyAccount.tier_id).where(LoyaltyAccount.member_id == member_id))
+    return None if tier_id is None else session.get(Tier, tier_id)
+
+
+def qualifying_metrics(session: Session, member_id: int, *, now: datetime) -> dict[str, int]:
+    """The member's last-12-months net spend (fen) and points earned (credits not reversed)."""
+    since = now - LOOKBACK
+    spend = session.scalar(
+        select(func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0)).where(
+            Order.member_id == member_id, Order.paid_at > since, Order.paid_at <= now
+        )
+    )
+    points = session.scalar(
+        select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+            PointsEntry.member_id == member_id,
+            PointsEntry.kind.in_(("earn", "adjust")),
+            PointsEntry.delta > 0,
+            PointsEntry.state != "reversed",
+            PointsEntry.created_at > since,
+        )
+    )
+    return {"spend_fen": int(spend or 0), "points": int(points or 0)}
+
+
+def qualifying_tier(session: Session, member_id: int, *, now: datetime) -> Tier | None:
+    """The highest-ranked active tier whose threshold the member meets."""
+    metrics = qualifying_metrics(session, member_id, now=now)
+    tiers = session.scalars(select(Tier).where(Tier.is_active.is_(True)).order_by(Tier.rank.desc()))
+    for tier in tiers:
+        if metrics[tier.threshold_kind] >= tier.threshold:
+            return tier
+    return None
+
+
+def evaluate_member(
+    session: Session, *, member_id: int, now: datetime | None = None, allow_downgrade: bool = True
+) -> bool:
+    """Move the member to the tier they qualify for; returns whether the tier changed.
+
+    Upgrades happen at once and start a new tier period. A member who still qualifies at the period's
+    end gets another period. A downgrade happens only once the period and the grace after it are over
+    (and never with `allow_downgrade=False`, as after an order). Running it twice changes nothing more.
+    """
+    now = now or utcnow()
+    account = lock_account(session, member_id)
+    settings = get_settings(session)
+    period = timedelta(days=settings.tier_period_days)
+    current = None if account.tier_id is None else session.get(Tier, account.tier_id)
+    qualified = qualifying_tier(session, member_id, now=now)
+    if qualified is not None and (current is None or qualified.rank > current.rank):
+        _set_tier(session, account, current, qualified, now=now, period=period, reason="upgrade", source="evaluation")
+        return True
+    if current is None:
+        return False
+    period_end = account.tier_period_end
+    if qualified is not None and qualified.rank == current.rank:
+        if period_end is None or now >= period_end:
+            account.tier_period_end = now + period
+            session.flush()
+        return False
+    grace = timedelta(days=settings.tier_grace_days)
+    if allow_downgrade and (period_end is None or now >= period_end + grace):
+        _set_tier(session, account, current, qualified, now=now, period=period, reason="downgrade", source="evaluation")
+        return True
+    return False
+
+
+def ensure_tier_at_least(session: Session, *, member_id: int, tier_code: str, reason: str, source: str) -> bool:
+    """Raise the member to `tier_code` unless their tier is already as high; returns whether it changed.
+
+    A code no staff-defined tier has changes nothing and returns False (logged): callers such as the legacy
+    bind run inside a member's phone verification, which an unmapped legacy tier name must not fail.
+    """
+    tier = session.scalar(select(Tier).where(Tier.code == tier_code))
+    if tier is None:
+        log.warning("no tier with this code; tier left unchanged", extra={"member_id": member_id, "source": source})
+        return False
+    account = lock_account(session, member_id)
+    current = None if account.tier_id is None else session.get(Tier, account.tier_id)
+    if current is not None and current.rank >= tier.rank:
+        return False
+    period = timedelta(days=get_settings(session).tier_period_days)
+    _set_tier(session, account, current, tier, now=utcnow(), period=period, reason=reason, source=source)
+    return True
+
+
+def evaluate_all(
+    session: Session, *, now: datetime | None = None, after_member_id: int = 0, batch_size: int = 500
+) -> int:
+    """Evaluate one batch of accounts (ids above `after_member_id`); returns the last id seen, 0 when done."""
+    now = now or utcnow()
+    member_ids = list(
+        session.scalars(
+            select(LoyaltyAccount.member_id)
+            .where(LoyaltyAccount.member_id > after_member_id)
+            .order_by(LoyaltyAccount.member_id)
+            .limit(batch_size)
+        )
+    )
+    for member_id in member_ids:
+        evaluate_member(session, member_id=member_id, now=now)
+    return member_ids[-1] if len(member_ids) == batch_size else 0
+
+
+def _set_tier(
+    session: Session,
+    account: LoyaltyAccount,
+    current: Tier | None,
+    new: Tier | None,
+    *,
+    now: datetime,
+    period: timedelta,
+    reason: str,
+    source: str,
+) -> None:
+    account.tier_id = None if new is None else new.id
+    account.tier_since = now
+    account.tier_period_end = None if new is None else now + period
+    account.updated_at = now
+    session.add(
+        TierChange(
+            member_id=account.member_id,
+            from_tier_id=None if current is None else current.id,
+            to_tier_id=account.tier_id,
+            reason=reason,
+            source=source,
+            at=now,
+        )
+    )
+    session.flush()
