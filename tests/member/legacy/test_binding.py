@@ -15,6 +15,8 @@ from member.legacy.selectors import legacy_history
 from member.legacy.services.binding import bind_batch, unbind
 from member.legacy.services.conflicts import reopen_conflict, resolve_conflict
 from member.models import Member
+from member.models.loyalty import PointsEntry, Tier
+from member.services import ledger, tiers
 from scrm.audit import Actor
 from scrm.clock import utcnow
 from scrm.models import AuditEntry
@@ -69,11 +71,16 @@ def open_conflicts(session):
 
 
 def test_verified_phone_binds_its_legacy_record_once(app, session, factories):
+    for rank, code in enumerate(("silver", "gold"), start=1):
+        session.add(Tier(code=code, name=code, rank=rank, threshold_kind="points", threshold=rank * 1000))
+    session.flush()
     batch = make_batch(session)
     record = make_record(session, batch, "L1")
     member = factories.MemberFactory()
     verify(session, member)
     verify(session, member)  # a retried verification
+    assert ledger.balance(session, member.id) == 300  # carried once
+    assert tiers.tier_for_member(session, member.id).code == "gold"
     [binding] = bindings(session)
     assert (binding.member_id, binding.legacy_member_id, binding.status, binding.via) == (
         member.id,
@@ -218,7 +225,10 @@ def test_unbind_restores_the_record_and_cannot_run_twice(app, session, factories
     member = factories.MemberFactory()
     verify(session, member)
     [binding] = bindings(session)
+    assert ledger.balance(session, member.id) == 300
     unbind(session, binding.id, actor=STAFF, reason="staff error")
+    assert ledger.balance(session, member.id) == 0  # taken back by a new ledger entry
+    assert session.scalar(select(func.count()).where(PointsEntry.member_id == member.id)) == 2
     assert session.get(LegacyMember, record.id).status == "unbound"
     assert session.get(LegacyMember, record.id).bound_member_id is None
     with pytest.raises(BindingAlreadyReversed):
