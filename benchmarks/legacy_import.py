@@ -44,13 +44,16 @@ CREATE INDEX ON copy_anchor (phone);
 """
 
 
+TIERS = ("普通", "银卡", "金卡", "钻石")
+
+
 def phone_of(i: int) -> str:
     return f"1{3 + i % 7}{i:09d}"
 
 
 def generate(path: Path, rows: int) -> None:
     """A CRM export of `rows` members (UTF-8, comma-separated), written in blocks so memory stays small."""
-    tiers = ("普通", "银卡", "金卡", "钻石")
+    tiers = TIERS
     with open(path, "w", encoding="utf-8", newline="") as out:
         out.write(HEADER)
         block: list[str] = []
@@ -155,6 +158,13 @@ def seed_verified_members(url: str, rows: int, members: int) -> None:
             "INSERT INTO members (phone, phone_verified_at, role, custom_fields, source, created_at) "
             "SELECT '+86' || p, now(), 'consumer', '{}', 'miniprogram', now() FROM unnest(%s::text[]) AS p",
             ([phone_of(i) for i in random.Random(7).sample(range(rows), members)],),
+        )
+        # The file's tiers exist, so binds raise tiers as they would in a deployment.
+        connection.execute(
+            "INSERT INTO tiers (code, name, rank, threshold_kind, threshold, points_multiplier_pct, is_active, "
+            "created_at) SELECT t, t, r, 'points', r * 1000, 100, true, now() "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS x(t, r) ON CONFLICT DO NOTHING",
+            (list(TIERS),),
         )
 
 
