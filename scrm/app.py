@@ -24,6 +24,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "member.jobs.loyalty",
     "wechat_handlers.models",
     "wechat_handlers.jobs",
+    "member.legacy.jobs",
 )
 
 #: Blueprints of the JSON API, as "module:attribute".
@@ -31,6 +32,7 @@ API_BLUEPRINTS: tuple[str, ...] = (
     "scrm.views:staff_bp",
     "scrm.views:wechat_apps_bp",
     "wechat_handlers.views:staff_bp",
+    "member.legacy.views:legacy_bp",
     "member.views.centre:member_bp",
     "member.views.staff:staff_members_bp",
     "member.views.loyalty:member_loyalty_bp",
@@ -39,6 +41,9 @@ API_BLUEPRINTS: tuple[str, ...] = (
 
 #: Plain Flask blueprints outside the JSON API (health probes, WeChat callbacks).
 PLAIN_BLUEPRINTS: tuple[str, ...] = ("scrm.views:health_bp", "wechat_handlers.views:callback_bp")
+
+#: Click commands or groups the domains add to the `scrm` CLI, as "module:attribute".
+CLI_COMMANDS: tuple[str, ...] = ("member.legacy.cli:legacy",)
 
 
 def create_app(config: Config | None = None, *, db: Database | None = None) -> Flask:

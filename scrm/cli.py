@@ -401,5 +401,19 @@ def _aes_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(43))
 
 
+def _add_domain_commands() -> None:
+    """Add the commands the composition root lists (the kernel names no domain itself)."""
+    import importlib
+
+    from scrm.app import CLI_COMMANDS
+
+    for ref in CLI_COMMANDS:
+        module, _, attribute = ref.partition(":")
+        main.add_command(getattr(importlib.import_module(module), attribute))
+
+
+_add_domain_commands()
+
+
 def run(args: list[str] | None = None) -> Any:
     return main.main(args=args, prog_name="scrm")

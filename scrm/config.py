@@ -79,6 +79,15 @@ class Config:
     member_lifecycle_new_days: int = 14
     member_lifecycle_active_days: int = 30
     member_lifecycle_silent_days: int = 180
+    #: Largest multipart upload a route marked `accepts_upload` takes (legacy CRM files run to hundreds of MB).
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    #: Where uploaded legacy CRM files are kept while they import (named by content hash).
+    legacy_upload_dir: str = "instance/legacy-uploads"
+    #: Rows per committed chunk of a legacy import (the resume checkpoint).
+    legacy_chunk_rows: int = 20_000
+    #: A legacy record idle this long (or holding this many points) waits for a second check before binding.
+    legacy_dormant_days: int = 180
+    legacy_asset_check_points: int = 5000
     #: Extra modules imported at start-up (comma-separated): brand-specific outbox handlers, receivers.
     plugins: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -173,6 +173,10 @@ def _check_request_body() -> Response | None:
         return None
     length = request.content_length
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if _accepts_upload():
+        # Upload routes take files larger than JSON bodies; werkzeug's form parser enforces the same limit.
+        limit = current_app.extensions["scrm"].config.max_upload_bytes
+        request.max_content_length = limit
     if limit is not None and length is not None and length > limit:
         return error_response(413, f"Request body is larger than {limit} bytes.")
     if not length and not request.headers.get("Transfer-Encoding"):
@@ -188,11 +192,14 @@ def _check_request_body() -> Response | None:
 
 def _accepts_upload() -> bool:
     view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(view, "accepts_upload", False))
+    # A MethodView's view function carries its class; the mark may sit on either.
+    return bool(
+        getattr(view, "accepts_upload", False) or getattr(getattr(view, "view_class", None), "accepts_upload", False)
+    )
 
 
 def accepts_upload(view: Any) -> Any:
-    """Mark a view that takes multipart uploads (the JSON-only check lets it through)."""
+    """Mark a view (function or MethodView class) that takes multipart uploads (the JSON-only check lets it through)."""
     view.accepts_upload = True
     return view
 

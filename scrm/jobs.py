@@ -158,12 +158,19 @@ def install_after_commit(db: Database, runner_getter: Callable[[], JobRunner]) -
 
     @event.listens_for(db.sessionmaker, "after_commit")
     def _after_commit(session: Session) -> None:
+        if session.in_nested_transaction():
+            # A savepoint was released (SQLAlchemy fires after_commit for those too): the transaction that
+            # holds the outbox rows has not committed, so nobody may see them yet.
+            return
         queues = session.info.pop(outbox.PENDING_QUEUES, None)
         if queues:
             runner_getter().notify(queues)
 
     @event.listens_for(db.sessionmaker, "after_rollback")
     def _after_rollback(session: Session) -> None:
+        if session.in_nested_transaction():
+            # Only a savepoint rolled back; rows emitted before it still commit with the transaction.
+            return
         # A rolled-back transaction's rows never existed: nothing to notify.
         session.info.pop(outbox.PENDING_QUEUES, None)
 

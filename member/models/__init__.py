@@ -47,3 +47,6 @@ __all__ = [
     "TierChange",
     "WeChatIdentity",
 ]
+
+# The legacy sub-package's tables register with the member domain's models.
+import member.legacy.models  # noqa: F401

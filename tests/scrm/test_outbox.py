@@ -56,6 +56,17 @@ def test_in_process_mode_runs_the_effect_after_commit_once(app: Flask, db: Datab
     assert effects(db, "a") == 1
 
 
+def test_savepoints_inside_the_transaction_neither_run_nor_drop_its_rows(app: Flask, db: Database):
+    with db.transaction() as session:
+        outbox.emit(session, "test.effect", {"key": "savepoints"})
+        with session.begin_nested():
+            session.execute(select(1))
+        assert effects(db, "savepoints") == 0  # a released savepoint is not the commit
+        with pytest.raises(RuntimeError), session.begin_nested():
+            raise RuntimeError("rolled back alone")
+    assert effects(db, "savepoints") == 1  # a rolled-back savepoint did not forget the queue
+
+
 def test_rolled_back_transaction_never_runs(app: Flask, db: Database):
     session = db.session()
     outbox.emit(session, "test.effect", {"key": "rolled-back"})

@@ -1,0 +1,1 @@
+"""Legacy CRM import and binding of legacy members by verified phone."""

@@ -1,0 +1,116 @@
+"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, spend and join date.
+
+The one place that calls the loyalty services (ledger, tiers). Until they exist on this deployment the
+bind still happens and records the parts it could not carry (`pending`), so a later pass can finish them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from member.legacy.models import LegacyBinding, LegacyMember
+
+log = logging.getLogger(__name__)
+
+SOURCE = "legacy"
+
+
+_missing: set[str] = set()
+
+
+def _loyalty(name: str) -> ModuleType | None:
+    if name in _missing:
+        return None
+    try:
+        return importlib.import_module(f"member.services.{name}")
+    except ModuleNotFoundError:
+        _missing.add(name)
+        return None
+
+
+def points_key(primary: LegacyMember, *, previous_binds: int) -> str:
+    """`legacy:<batch>:<legacy_id>`; a bind after reversed ones gets its own key, so it pays again exactly once."""
+    key = f"legacy:{primary.batch_id}:{primary.legacy_id}"
+    return f"{key}:bind:{previous_binds + 1}" if previous_binds else key
+
+
+def carry_over(
+    session: Session, binding: LegacyBinding, records: list[LegacyMember], *, previous_binds: int = 0
+) -> None:
+    """Credit the records' points as one ledger entry and raise the member's tier to the legacy one (never lower).
+
+    Fills the binding's carry-over fields before it is first flushed. Spend and join date stay on the legacy
+    records (read through the selectors for RFM/CLV).
+    """
+    primary = records[0]
+    points = sum(record.points for record in records)
+    done: dict[str, Any] = {"pending": []}
+    binding.points_carried = points
+    binding.points_key = points_key(primary, previous_binds=previous_binds)
+    binding.tier_carried = primary.tier
+    ledger = _loyalty("ledger")
+    if points > 0:
+        if ledger is None:
+            done["pending"].append("points")
+        else:
+            entry = ledger.earn(
+                session,
+                member_id=binding.member_id,
+                points=points,
+                key=binding.points_key,
+                reason="legacy_carryover",
+                source=SOURCE,
+            )
+            done["points_entry_id"] = getattr(entry, "id", None)
+    tiers = _loyalty("tiers")
+    if primary.tier:
+        if tiers is None:
+            done["pending"].append("tier")
+        else:
+            before = tiers.tier_for_member(session, binding.member_id)
+            binding.tier_before = getattr(before, "code", None)
+            done["tier_raised"] = bool(
+                tiers.ensure_tier_at_least(
+                    session,
+                    member_id=binding.member_id,
+                    tier_code=primary.tier,
+                    reason="legacy_carryover",
+                    source=SOURCE,
+                )
+            )
+    if done["pending"]:
+        log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
+    binding.carryover = done
+
+
+def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:
+    """Take back the carried points with a new ledger entry (the ledger is append-only; never below zero).
+
+    The tier is left as it is: a tier reached is the loyalty rules' to lower at the next evaluation.
+    """
+    undone: dict[str, Any] = {"pending": []}
+    entry_id = (binding.carryover or {}).get("points_entry_id")
+    if binding.points_carried and entry_id is not None:
+        ledger = _loyalty("ledger")
+        if ledger is None:
+            undone["pending"].append("points")
+        else:
+            reversal = ledger.reverse(
+                session,
+                member_id=binding.member_id,
+                entry_id=entry_id,
+                points=binding.points_carried,
+                key=f"{binding.points_key}:reversal",
+                reason="legacy_carryover_reversal",
+                source=SOURCE,
+            )
+            undone["points_entry_id"] = getattr(getattr(reversal, "entry", None), "id", None)
+            undone["shortfall"] = getattr(reversal, "shortfall", 0)
+    binding.carryover = {**(binding.carryover or {}), "reversal": undone}
+    session.flush()
+    return undone

@@ -1,0 +1,1 @@
+"""Legacy import and binding services: they take a Session, flush, and never commit."""

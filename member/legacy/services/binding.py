@@ -1,0 +1,360 @@
+"""Binding legacy records to members who verified the same phone: at once, or through the conflict queue."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from member.legacy import carryover
+from member.legacy.errors import BindingAlreadyReversed, BindingNotFound
+from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, LegacyMember
+from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
+from member.models import Member
+from scrm import audit
+from scrm.audit import Actor
+from scrm.clock import utcnow
+
+#: The method recorded when a bind pass after an import finds a member who verified earlier.
+EARLIER_VERIFICATION = "earlier"
+
+
+@dataclass(frozen=True)
+class BindOutcome:
+    """`status`: bound, already_bound, conflict, no_record or rejected (staff refused this phone before)."""
+
+    status: str
+    binding_id: int | None = None
+    conflict_id: int | None = None
+
+
+def bind_verified_phone(
+    session: Session,
+    *,
+    member_id: int,
+    phone: str,
+    method: str,
+    at: datetime | None = None,
+    policy: BindPolicy = DEFAULT_POLICY,
+) -> BindOutcome:
+    """Bind the legacy record of a phone the member has just verified, or queue the conflict.
+
+    Exactly once under any retries: every legacy row of the phone is locked first (FOR UPDATE), so
+    concurrent verifications of one phone run one after another and the later ones find the bind (or the
+    open conflict) the first one made. A phone verified by SMS code passes an open second check of the
+    same member.
+    """
+    at = at or utcnow()
+    rows = list(
+        session.scalars(
+            select(LegacyMember)
+            .where(LegacyMember.phone == phone, LegacyMember.status != "merged")
+            .order_by(LegacyMember.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    if not rows:
+        return BindOutcome("no_record")
+    mine = [row for row in rows if row.status == "bound" and row.bound_member_id == member_id]
+    if mine:
+        binding = active_binding(session, mine[0].id)
+        return BindOutcome("already_bound", binding_id=binding.id if binding else None)
+    # The phone's open conflict, and this member's refused ones, in one read.
+    queued = list(
+        session.scalars(
+            select(BindingConflict)
+            .where(
+                BindingConflict.phone == phone,
+                (BindingConflict.status == "open")
+                | ((BindingConflict.status == "rejected") & (BindingConflict.member_id == member_id)),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    open_conflict = next((c for c in queued if c.status == "open"), None)
+    if open_conflict is not None:
+        if (
+            open_conflict.kind == "second_check"
+            and open_conflict.member_id == member_id
+            and method == "sms"
+            and open_conflict.verified_via != "sms"
+        ):
+            record = session.get(LegacyMember, open_conflict.candidate_ids[0])
+            binding = bind_records(
+                session, [record], member_id=member_id, via="sms", conflict_id=open_conflict.id, at=at
+            )
+            open_conflict.status = "resolved"
+            open_conflict.resolved_at = at
+            open_conflict.resolution = {"action": "bind", "via": "sms", "binding_id": binding.id}
+            session.flush()
+            return BindOutcome("bound", binding_id=binding.id, conflict_id=open_conflict.id)
+        return BindOutcome("conflict", conflict_id=open_conflict.id)
+    if queued:
+        return BindOutcome("rejected", conflict_id=queued[0].id)
+    candidate_ids = [row.id for row in rows]
+    elsewhere = [row for row in rows if row.status == "bound"]
+    if elsewhere:
+        conflict = _queue(
+            session,
+            phone=phone,
+            kind="phone_bound_elsewhere",
+            member_id=member_id,
+            candidate_ids=candidate_ids,
+            holder_member_id=elsewhere[0].bound_member_id,
+            reasons=[],
+            via=method,
+        )
+        return BindOutcome("conflict", conflict_id=conflict.id)
+    if len(rows) > 1:
+        conflict = _queue(
+            session,
+            phone=phone,
+            kind="multiple_records",
+            member_id=member_id,
+            candidate_ids=candidate_ids,
+            holder_member_id=None,
+            reasons=[],
+            via=method,
+        )
+        return BindOutcome("conflict", conflict_id=conflict.id)
+    record = rows[0]
+    reasons = policy.second_check_reasons(record, at)
+    if reasons:
+        # Assets stay frozen on the legacy record until the second check passes.
+        record.status = "pending_check"
+        conflict = _queue(
+            session,
+            phone=phone,
+            kind="second_check",
+            member_id=member_id,
+            candidate_ids=candidate_ids,
+            holder_member_id=None,
+            reasons=reasons,
+            via=method,
+        )
+        return BindOutcome("conflict", conflict_id=conflict.id)
+    binding = bind_records(session, [record], member_id=member_id, via="auto", conflict_id=None, at=at)
+    return BindOutcome("bound", binding_id=binding.id)
+
+
+def _queue(
+    session: Session,
+    *,
+    phone: str,
+    kind: str,
+    member_id: int,
+    candidate_ids: list[int],
+    holder_member_id: int | None,
+    reasons: list[str],
+    via: str,
+) -> BindingConflict:
+    conflict = BindingConflict(
+        phone=phone,
+        kind=kind,
+        member_id=member_id,
+        candidate_ids=candidate_ids,
+        holder_member_id=holder_member_id,
+        reasons=reasons,
+        verified_via=via,
+        resolution={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(conflict)
+            session.flush()
+    except IntegrityError:
+        # Another transaction queued this phone first (possible only without the row locks, e.g. SQLite).
+        existing = session.scalar(
+            select(BindingConflict).where(BindingConflict.phone == phone, BindingConflict.status == "open")
+        )
+        if existing is None:
+            raise
+        return existing
+    return conflict
+
+
+def bind_records(
+    session: Session,
+    records: list[LegacyMember],
+    *,
+    member_id: int,
+    via: str,
+    conflict_id: int | None,
+    at: datetime,
+) -> LegacyBinding:
+    """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over."""
+    primary, merged = records[0], records[1:]
+    previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
+    binding = LegacyBinding(
+        legacy_member_id=primary.id,
+        member_id=member_id,
+        status="active",
+        via=via,
+        conflict_id=conflict_id,
+        merged_legacy_ids=[record.id for record in merged],
+        bound_at=at,
+    )
+    carryover.carry_over(session, binding, records, previous_binds=previous_binds)
+    session.add(binding)
+    primary.status = "bound"
+    primary.bound_member_id = member_id
+    for record in merged:
+        record.status = "merged"
+        record.merged_into_id = primary.id
+        record.bound_member_id = member_id
+    session.flush()
+    return binding
+
+
+def active_binding(session: Session, legacy_member_id: int) -> LegacyBinding | None:
+    return session.scalar(
+        select(LegacyBinding).where(
+            LegacyBinding.legacy_member_id == legacy_member_id, LegacyBinding.status == "active"
+        )
+    )
+
+
+def unbind(
+    session: Session, binding_id: int, *, actor: Actor, reason: str | None = None, at: datetime | None = None
+) -> LegacyBinding:
+    """Reverse a bind: the legacy records are unbound again and the carried points are taken back (new ledger row)."""
+    binding = session.scalar(
+        select(LegacyBinding)
+        .where(LegacyBinding.id == binding_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if binding is None:
+        raise BindingNotFound()
+    if binding.status != "active":
+        raise BindingAlreadyReversed()
+    before = binding_view(binding)
+    ids = [binding.legacy_member_id, *binding.merged_legacy_ids]
+    for record in session.scalars(select(LegacyMember).where(LegacyMember.id.in_(ids)).with_for_update()):
+        record.status = "unbound"
+        record.bound_member_id = None
+        record.merged_into_id = None
+    binding.status = "reversed"
+    binding.reversed_at = at or utcnow()
+    binding.reversed_by = actor.id if actor.type == "staff" else None
+    carryover.reverse_carry_over(session, binding)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "legacy.unbind",
+        target_type="legacy_binding",
+        target_id=binding.id,
+        before=before,
+        after=binding_view(binding),
+        reason=reason,
+    )
+    return binding
+
+
+def binding_view(binding: LegacyBinding) -> dict[str, Any]:
+    return {
+        "status": binding.status,
+        "legacy_member_id": binding.legacy_member_id,
+        "member_id": binding.member_id,
+        "merged_legacy_ids": list(binding.merged_legacy_ids),
+        "points_carried": binding.points_carried,
+    }
+
+
+def bind_batch(
+    session: Session, batch_id: int, *, at: datetime | None = None, policy: BindPolicy = DEFAULT_POLICY
+) -> dict[str, int]:
+    """The bind pass after an import: bind (or queue) every record whose phone a member has already verified."""
+    at = at or utcnow()
+    pairs = session.execute(
+        select(Member.id, Member.phone)
+        .join(LegacyMember, LegacyMember.phone == Member.phone)
+        .where(
+            LegacyMember.batch_id == batch_id,
+            LegacyMember.status == "unbound",
+            Member.phone_verified_at.is_not(None),
+            Member.merged_into_id.is_(None),
+        )
+        .distinct()
+        .order_by(Member.id)
+    ).all()
+    counts: Counter[str] = Counter()
+    for member_id, phone in pairs:
+        outcome = bind_verified_phone(
+            session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
+        )
+        counts[outcome.status] += 1
+    batch = session.get(ImportBatch, batch_id)
+    if batch is not None:
+        in_batch = LegacyMember.batch_id == batch_id
+        batch.bound_count = session.scalar(
+            select(func.count()).where(in_batch, LegacyMember.status.in_(("bound", "merged")))
+        )
+        batch.conflict_count = session.scalar(
+            select(func.count(BindingConflict.id)).where(
+                BindingConflict.status == "open",
+                BindingConflict.phone.in_(select(LegacyMember.phone).where(in_batch)),
+            )
+        )
+        batch.report = {**(batch.report or {}), "bind_pass": dict(counts)}
+    session.flush()
+    return dict(counts)
+
+
+def preview_bind(
+    session: Session, batch_id: int, *, at: datetime | None = None, policy: BindPolicy = DEFAULT_POLICY
+) -> dict[str, int]:
+    """What the bind pass would do for a (dry-run) batch, without doing it: matches, binds, conflicts."""
+    at = at or utcnow()
+    matched = (
+        select(Member.id.label("member_id"), Member.phone.label("phone"))
+        .join(LegacyMember, LegacyMember.phone == Member.phone)
+        .where(LegacyMember.batch_id == batch_id, Member.phone_verified_at.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    record = LegacyMember
+    last_seen = func.coalesce(record.last_active_at, record.joined_at)
+    per_phone = (
+        select(
+            matched.c.phone,
+            func.sum(case((record.status.in_(("unbound", "pending_check")), 1), else_=0)).label("candidates"),
+            func.sum(
+                case(((record.status == "bound") & (record.bound_member_id != matched.c.member_id), 1), else_=0)
+            ).label("elsewhere"),
+            func.sum(
+                case(((record.status == "bound") & (record.bound_member_id == matched.c.member_id), 1), else_=0)
+            ).label("mine"),
+            func.max(
+                case(
+                    ((record.points >= policy.asset_check_points) | (last_seen < policy.dormant_before(at)), 1), else_=0
+                )
+            ).label("risky"),
+        )
+        .join(record, (record.phone == matched.c.phone) & (record.status != "merged"))
+        .group_by(matched.c.phone, matched.c.member_id)
+        .subquery()
+    )
+    clean = (per_phone.c.mine == 0) & (per_phone.c.elsewhere == 0) & (per_phone.c.candidates == 1)
+    row = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((per_phone.c.mine > 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((clean & (per_phone.c.risky == 0), 1), else_=0)), 0),
+        )
+    ).one()
+    matches, already, binds = int(row[0]), int(row[1]), int(row[2])
+    return {
+        "matches_verified_members": matches,
+        "would_bind": binds,
+        "already_bound": already,
+        "would_queue_conflicts": matches - binds - already,
+    }

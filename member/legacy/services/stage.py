@@ -1,0 +1,235 @@
+"""Staging of legacy rows: COPY into a temporary table on PostgreSQL (batched inserts on SQLite), then set-based SQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from member.legacy.models import ImportBatch, LegacyMember, LegacyRowError
+from member.legacy.services.normalise import NormalRow, RowNormaliser
+from member.legacy.services.reader import Chunk
+from scrm.clock import utcnow
+
+STAGE_COLUMNS = (
+    "row_number",
+    "legacy_id",
+    "phone",
+    "name",
+    "tier",
+    "points",
+    "total_spend_fen",
+    "joined_at",
+    "last_active_at",
+    "custom_fields",
+)
+_PG_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS legacy_stage (
+    row_number bigint, legacy_id text, phone text, name text, tier text, points bigint,
+    total_spend_fen bigint, joined_at timestamptz, last_active_at timestamptz, custom_fields jsonb
+) ON COMMIT DELETE ROWS
+"""
+_SQLITE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS legacy_stage (
+    row_number INTEGER, legacy_id TEXT, phone TEXT, name TEXT, tier TEXT, points INTEGER,
+    total_spend_fen INTEGER, joined_at DATETIME, last_active_at DATETIME, custom_fields TEXT
+)
+"""
+_COLUMNS_SQL = ", ".join(STAGE_COLUMNS)
+_MOVE = (
+    f"INSERT INTO legacy_members (batch_id, status, {_COLUMNS_SQL}) "  # noqa: S608 - constant column names
+    f"SELECT :batch_id, 'unbound', {_COLUMNS_SQL} FROM legacy_stage WHERE true ORDER BY row_number "
+    "ON CONFLICT (batch_id, legacy_id) DO NOTHING"
+)
+# Rows that lost to an earlier row with the same legacy id (in this chunk or an earlier one).
+_DUPLICATE_IDS = """
+SELECT s.row_number FROM legacy_stage s
+WHERE NOT EXISTS (
+    SELECT 1 FROM legacy_members m
+    WHERE m.batch_id = :batch_id AND m.legacy_id = s.legacy_id AND m.row_number = s.row_number
+)
+"""
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    rows: int
+    inserted: int
+    invalid: int
+    eof: bool
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """A chunk validated and normalised in Python, ready to stage (no database work yet)."""
+
+    chunk: Chunk
+    good: list[NormalRow]
+    bad: dict[int, list[str]]
+    raw_by_row: dict[int, list[str]]
+
+
+def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
+    good: list[NormalRow] = []
+    bad: dict[int, list[str]] = {}
+    raw_by_row: dict[int, list[str]] = {}
+    for row_number, values in chunk.rows:
+        result = normaliser(row_number, values)
+        if type(result) is list:
+            bad[row_number] = result
+            raw_by_row[row_number] = values
+        else:
+            good.append(result)  # type: ignore[arg-type]
+    return PreparedChunk(chunk, good, bad, raw_by_row)
+
+
+def apply_chunk(
+    session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
+) -> ChunkOutcome | None:
+    """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint."""
+    return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser), now=now)
+
+
+def apply_prepared(
+    session: Session, batch_id: int, prepared: PreparedChunk, *, now: datetime | None = None
+) -> ChunkOutcome | None:
+    """Stage a prepared chunk, move it into legacy_members and advance the checkpoint.
+
+    The batch row is locked first: a chunk whose start is not the batch's checkpoint was already applied
+    (a second runner, or a retry after a commit), so it returns None and changes nothing. Everything of
+    the chunk — good rows, bad rows, counters, checkpoint — lands in the caller's one transaction.
+    """
+    chunk = prepared.chunk
+    batch = session.scalar(
+        select(ImportBatch)
+        .where(ImportBatch.id == batch_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if batch is None or batch.rows_done != chunk.start_row or batch.status == "done":
+        return None
+    good = prepared.good
+    bad = dict(prepared.bad)
+    raw_by_row = dict(prepared.raw_by_row)
+    inserted = 0
+    dialect = session.get_bind().dialect.name
+    if good and dialect == "postgresql" and _copy_direct(session, batch_id, good):
+        inserted = len(good)
+        good = []
+    if good:
+        _stage(session, good, dialect)
+        inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
+        if inserted < len(good):
+            values_by_row = dict(chunk.rows)
+            for (row_number,) in session.execute(text(_DUPLICATE_IDS), {"batch_id": batch_id}):
+                bad[row_number] = ["duplicate_legacy_id"]
+                raw_by_row[row_number] = values_by_row[row_number]
+        session.execute(text("DELETE FROM legacy_stage"))
+    if bad:
+        session.execute(
+            insert(LegacyRowError),
+            [
+                {"batch_id": batch_id, "row_number": n, "reasons": ";".join(r), "raw": "\t".join(raw_by_row[n])}
+                for n, r in sorted(bad.items())
+            ],
+        )
+    reasons = Counter(reason for found in bad.values() for reason in found)
+    merged = dict(batch.invalid_by_reason or {})
+    for reason, count in reasons.items():
+        merged[reason] = merged.get(reason, 0) + count
+    batch.invalid_by_reason = merged
+    batch.rows_done = chunk.end_row
+    batch.resume_offset = chunk.end_offset
+    batch.progress_done = chunk.progress
+    batch.valid_count += inserted
+    batch.inserted_count += inserted
+    batch.invalid_count += len(bad)
+    batch.status = "running"
+    batch.started_at = batch.started_at or (now or utcnow())
+    if chunk.eof:
+        finish_batch(session, batch, now=now)
+    session.flush()
+    return ChunkOutcome(rows=len(chunk.rows), inserted=inserted, invalid=len(bad), eof=chunk.eof)
+
+
+def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
+    """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch."""
+    groups = (
+        select(LegacyMember.phone, func.count().label("n"))
+        .where(LegacyMember.batch_id == batch.id)
+        .group_by(LegacyMember.phone)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    group_count, row_count = session.execute(select(func.count(), func.coalesce(func.sum(groups.c.n), 0))).one()
+    batch.duplicate_groups = group_count
+    batch.duplicate_rows = int(row_count)
+    batch.progress_done = batch.progress_total or batch.progress_done
+    batch.status = "done"
+    if session.get_bind().dialect.name == "postgresql":
+        # A bulk load leaves the planner's statistics behind; the bind pass joins on these rows next.
+        session.execute(text("ANALYZE legacy_members"))
+    batch.finished_at = now or utcnow()
+
+
+_DIRECT_COLUMNS = f"batch_id, status, {_COLUMNS_SQL}"
+
+
+def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool:
+    """COPY a chunk straight into legacy_members when no legacy id repeats (the usual case), like `psql \\copy`.
+
+    A legacy id seen twice inside the chunk, or already imported by an earlier chunk (the unique key refuses
+    the COPY, rolled back to its savepoint), sends the chunk through the staging table, which keeps the first
+    row of each id and reports the others. Returns whether the rows went in.
+    """
+    if len({row[1] for row in rows}) < len(rows):
+        return False
+    try:
+        with session.begin_nested():
+            # Asked for inside the savepoint, so the SAVEPOINT is emitted before the COPY.
+            connection = session.connection()
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    head = (batch_id, "unbound")
+                    for row in rows:
+                        write(head + row)
+            finally:
+                cursor.close()
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+def _stage(session: Session, rows: list[NormalRow], dialect: str) -> None:
+    connection = session.connection()
+    if dialect == "postgresql":
+        connection.exec_driver_sql(_PG_STAGE)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY legacy_stage ({_COLUMNS_SQL}) FROM STDIN") as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+        finally:
+            cursor.close()
+        return
+    connection.exec_driver_sql(_SQLITE_STAGE)
+    connection.exec_driver_sql("DELETE FROM legacy_stage")
+    placeholders = ", ".join("?" for _ in STAGE_COLUMNS)
+    connection.exec_driver_sql(
+        f"INSERT INTO legacy_stage ({_COLUMNS_SQL}) VALUES ({placeholders})",  # noqa: S608 - constant names
+        [(*row[:7], _sqlite_time(row[7]), _sqlite_time(row[8]), row[9]) for row in rows],
+    )
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # The format SQLAlchemy's UTCDateTime stores on SQLite: naive UTC with microseconds.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
