@@ -10,6 +10,7 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy.exc import DBAPIError
 
 from scrm.cache import TTLCache
 from scrm.context import db_session, ext, gateway
@@ -61,7 +62,9 @@ def _callback_app(appid: str) -> CallbackApp | None:
     state = _state()
 
     def load() -> CallbackApp | None:
-        record = load_app(db_session(), state["box"], appid)
+        # Its own short transaction: the request's session may still be switched to autocommit (see `receive`).
+        with ext().db.transaction() as session:
+            record = load_app(session, state["box"], appid)
         if record is None or record.kind != "oa" or not record.token:
             return None
         return CallbackApp(
@@ -131,12 +134,25 @@ def receive(appid: str) -> Response:
         return _rejected(CallbackRejected("replayed_query"))
 
     session = db_session()
-    inbox_id = services.store_message(session, appid=appid, message=message)
+    if ext().db.autocommit_writes:
+        # The callback's one write (store_message on PostgreSQL) is a single statement, hence its own transaction,
+        # committed before execute returns: autocommit saves the BEGIN and COMMIT round trips, not durability.
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # Chosen before storing, so a failure here cannot leave a stored message whose reply was never sent.
+    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
+    try:
+        inbox_id = services.store_message(session, appid=appid, message=message)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The pooled connection had died (no pre-ping on this path); the pool is now invalidated, so one more
+        # try runs on a fresh connection instead of making WeChat wait for its retry.
+        session.rollback()
+        inbox_id = services.store_message(session, appid=appid, message=message)
     if inbox_id is None:
         # WeChat retried a message we already stored and acknowledged.
         session.rollback()
         return Response(ACK_SUCCESS, mimetype="text/plain")
-    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
     session.commit()
     # Only now: a retry after a failure before this commit must still be processed.
     replay.remember(signed_query, digest)
