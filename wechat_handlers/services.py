@@ -22,14 +22,27 @@ log = logging.getLogger(__name__)
 PROCESS_INBOX = "wechat.process_inbox"
 
 
-def store_message(session: Session, *, appid: str, message: CallbackMessage) -> int | None:
+def store_message(
+    session: Session,
+    *,
+    appid: str,
+    message: CallbackMessage,
+    replay_key: str | None = None,
+    body_digest: str | None = None,
+) -> int | None:
     """Insert the message into the inbox and queue its processing, in the caller's transaction.
 
-    On PostgreSQL one prebuilt statement writes the inbox row and, only if that row is new, its outbox row: this
-    is the hot path of every callback, so it costs one round trip and no ORM work.
+    The row is refused (None) when the message is already stored or when its signed query was already used;
+    `selectors.replayed_with_another_body` then tells a WeChat retry from a replay. On PostgreSQL one prebuilt
+    statement writes the inbox row and, only if that row is new, its outbox row: this is the hot path of every
+    callback, so it costs one round trip and no ORM work, and being one statement it may run in autocommit.
+
+    Args:
+        replay_key: ``pipeline.replay_digest`` of the request's signed query, when it came over HTTP.
+        body_digest: ``pipeline.body_digest`` of the raw request body.
 
     Returns:
-        The inbox id, or None when the message is already stored (a WeChat retry): nothing is queued.
+        The inbox id, or None when nothing was stored: nothing is queued.
     """
     params = {
         "appid": appid,
@@ -40,6 +53,8 @@ def store_message(session: Session, *, appid: str, message: CallbackMessage) -> 
         "event_key": (message.event_key or None) and message.event_key[:400],
         "create_time": message.create_time,
         "raw_xml": message.raw_xml,
+        "replay_key": replay_key,
+        "body_digest": body_digest,
         "status": INBOX_PENDING,
         "received_at": utcnow(),
     }
@@ -49,9 +64,8 @@ def store_message(session: Session, *, appid: str, message: CallbackMessage) -> 
         if inbox_id is not None:
             outbox.note_emitted(session, PROCESS_INBOX)
         return inbox_id
-    stmt: Any = sqlite.insert(_INBOX) if dialect == "sqlite" else insert(_INBOX)
-    if dialect == "sqlite":
-        stmt = stmt.on_conflict_do_nothing(index_elements=["appid", "dedup_key"])
+    # Without a conflict target: either unique key (message or signed query) already taken means "do nothing".
+    stmt: Any = sqlite.insert(_INBOX).on_conflict_do_nothing() if dialect == "sqlite" else insert(_INBOX)
     inbox_id = session.execute(stmt.values(params).returning(_INBOX.c.id)).scalar_one_or_none()
     if inbox_id is not None:
         outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
@@ -68,6 +82,8 @@ _STORED_COLUMNS = (
     "event_key",
     "create_time",
     "raw_xml",
+    "replay_key",
+    "body_digest",
     "status",
     "received_at",
 )
@@ -75,15 +91,11 @@ _STORED_COLUMNS = (
 
 @functools.cache
 def _store_statement() -> Any:
-    # Built once (the handler registry must be loaded first): the inbox INSERT … ON CONFLICT DO NOTHING as a CTE,
-    # and the outbox row selected from it, so a duplicate delivery inserts nothing at all.
+    # Built once (the handler registry must be loaded first): the inbox INSERT … ON CONFLICT DO NOTHING (on either
+    # unique key) as a CTE, and the outbox row selected from it, so a duplicate or a replay inserts nothing at all.
     values = {name: bindparam(name, type_=_INBOX.c[name].type) for name in _STORED_COLUMNS}
     new_inbox = (
-        postgresql.insert(_INBOX)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["appid", "dedup_key"])
-        .returning(_INBOX.c.id)
-        .cte("new_inbox")
+        postgresql.insert(_INBOX).values(values).on_conflict_do_nothing().returning(_INBOX.c.id).cte("new_inbox")
     )
     return outbox.emit_for_each(PROCESS_INBOX, new_inbox, payload_key="inbox_id", at=values["received_at"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -23,8 +24,7 @@ from wechat_handlers import selectors, services
 from wechat_handlers.apps import CallbackApp
 from wechat_handlers.autoreply import choose_rule, render_reply
 from wechat_handlers.errors import CallbackRejected
-from wechat_handlers.pipeline import body_digest, open_callback, replay_key, verify_echo
-from wechat_handlers.replay import ReplayCache
+from wechat_handlers.pipeline import body_digest, open_callback, replay_digest, verify_echo
 from wechat_handlers.replies import ACK_SUCCESS, seal_reply
 from wechat_handlers.rules import ReplyRule
 from wechat_handlers.schemas import (
@@ -52,7 +52,6 @@ def _state() -> dict[str, Any]:
         services_["wechat_callbacks"] = {
             "apps": TTLCache[str, CallbackApp | None](APP_CACHE_TTL_S),
             "rules": TTLCache[str, tuple[ReplyRule, ...]](RULE_CACHE_TTL_S),
-            "replay": ReplayCache(ext().redis),
             "box": SecretBox(ext().config.secret_key),
         }
     return services_["wechat_callbacks"]
@@ -125,14 +124,7 @@ def receive(appid: str) -> Response:
         return _rejected(rejection)
 
     state = _state()
-    replay = state["replay"]
-    signed_query, digest = replay_key(request.args), body_digest(raw_body)
-    seen = replay.seen(signed_query)
-    if seen == digest:
-        return Response(ACK_SUCCESS, mimetype="text/plain")
-    if seen is not None:
-        return _rejected(CallbackRejected("replayed_query"))
-
+    signed_query, digest = replay_digest(request.args), body_digest(raw_body)
     session = db_session()
     if ext().db.autocommit_writes:
         # The callback's one write (store_message on PostgreSQL) is a single statement, hence its own transaction,
@@ -140,22 +132,29 @@ def receive(appid: str) -> Response:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     # Chosen before storing, so a failure here cannot leave a stored message whose reply was never sent.
     rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
+    store = functools.partial(
+        services.store_message, session, appid=appid, message=message, replay_key=signed_query, body_digest=digest
+    )
     try:
-        inbox_id = services.store_message(session, appid=appid, message=message)
+        inbox_id = store()
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
         # The pooled connection had died (no pre-ping on this path); the pool is now invalidated, so one more
         # try runs on a fresh connection instead of making WeChat wait for its retry.
         session.rollback()
-        inbox_id = services.store_message(session, appid=appid, message=message)
+        inbox_id = store()
     if inbox_id is None:
-        # WeChat retried a message we already stored and acknowledged.
+        # The message or this signed query is already stored: WeChat retrying (success, nothing done twice), or
+        # someone replaying a captured query with another body (refused).
+        replayed = selectors.replayed_with_another_body(
+            session, appid=appid, replay_key=signed_query, body_digest=digest
+        )
         session.rollback()
+        if replayed:
+            return _rejected(CallbackRejected("replayed_query"))
         return Response(ACK_SUCCESS, mimetype="text/plain")
     session.commit()
-    # Only now: a retry after a failure before this commit must still be processed.
-    replay.remember(signed_query, digest)
     if rule is None:
         return Response(ACK_SUCCESS, mimetype="text/plain")
     reply = render_reply(rule, message, create_time=int(now))
