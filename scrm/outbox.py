@@ -128,6 +128,11 @@ def emit_for_each(kind: str, new_ids: Any, *, payload_key: str, at: ColumnElemen
     )
 
 
+def queue_of(kind: str) -> str:
+    """The queue that runs rows of `kind` (to notify the relay of rows committed outside a session)."""
+    return _handlers[kind].queue
+
+
 def note_emitted(session: Session, kind: str) -> None:
     """Tell the relay, once `session` commits, that rows of `kind` were written by the caller's own statement."""
     session.info.setdefault(PENDING_QUEUES, set()).add(_handlers[kind].queue)

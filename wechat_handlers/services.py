@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from scrm import audit, outbox
 from scrm.clock import utcnow
+from scrm.db import Database
 from scrm.errors import InvalidInput, NotFound
 from wechat_handlers.handlers import HandlerContext, dispatcher
 from wechat_handlers.models import INBOX_DONE, INBOX_PENDING, REPLY_TYPES, RULE_TRIGGERS, AutoReplyRule, InboxMessage
@@ -34,8 +35,7 @@ def store_message(
 
     The row is refused (None) when the message is already stored or when its signed query was already used;
     `selectors.replayed_with_another_body` then tells a WeChat retry from a replay. On PostgreSQL one prebuilt
-    statement writes the inbox row and, only if that row is new, its outbox row: this is the hot path of every
-    callback, so it costs one round trip and no ORM work, and being one statement it may run in autocommit.
+    statement writes the inbox row and, only if that row is new, its outbox row.
 
     Args:
         replay_key: ``pipeline.replay_digest`` of the request's signed query, when it came over HTTP.
@@ -44,7 +44,38 @@ def store_message(
     Returns:
         The inbox id, or None when nothing was stored: nothing is queued.
     """
-    params = {
+    params = _store_params(appid, message, replay_key, body_digest)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        inbox_id = session.execute(_store_statement(), params).scalar_one_or_none()
+        if inbox_id is not None:
+            outbox.note_emitted(session, PROCESS_INBOX)
+        return inbox_id
+    # Without a conflict target: either unique key (message or signed query) already taken means "do nothing".
+    stmt: Any = sqlite.insert(_INBOX).on_conflict_do_nothing() if dialect == "sqlite" else insert(_INBOX)
+    inbox_id = session.execute(stmt.values(params).returning(_INBOX.c.id)).scalar_one_or_none()
+    if inbox_id is not None:
+        outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
+    return inbox_id
+
+
+def store_message_committed(
+    db: Database, *, appid: str, message: CallbackMessage, replay_key: str, body_digest: str
+) -> int | None:
+    """`store_message` as one autocommitted statement (PostgreSQL, ``db.autocommit_writes``): the hot path.
+
+    The callback's only write is this one statement, so it is its own transaction: the inbox row and its outbox
+    row are committed when this returns, without a session, BEGIN or COMMIT. The caller tells the relay
+    (``runner.notify([outbox.queue_of(PROCESS_INBOX)])``) when an id comes back.
+
+    Returns:
+        The inbox id, or None when nothing was stored (already stored, or the signed query already used).
+    """
+    return db.execute_autocommit(_store_statement(), _store_params(appid, message, replay_key, body_digest))
+
+
+def _store_params(appid: str, message: CallbackMessage, replay_key: str | None, body_digest: str | None) -> dict:
+    return {
         "appid": appid,
         "dedup_key": message.dedup_key,
         "openid": message.from_user[:64],
@@ -58,18 +89,6 @@ def store_message(
         "status": INBOX_PENDING,
         "received_at": utcnow(),
     }
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        inbox_id = session.execute(_store_statement(), params).scalar_one_or_none()
-        if inbox_id is not None:
-            outbox.note_emitted(session, PROCESS_INBOX)
-        return inbox_id
-    # Without a conflict target: either unique key (message or signed query) already taken means "do nothing".
-    stmt: Any = sqlite.insert(_INBOX).on_conflict_do_nothing() if dialect == "sqlite" else insert(_INBOX)
-    inbox_id = session.execute(stmt.values(params).returning(_INBOX.c.id)).scalar_one_or_none()
-    if inbox_id is not None:
-        outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
-    return inbox_id
 
 
 _INBOX = InboxMessage.__table__

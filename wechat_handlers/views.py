@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Any
@@ -11,8 +10,8 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy.exc import DBAPIError
 
+from scrm import outbox
 from scrm.cache import TTLCache
 from scrm.context import db_session, ext, gateway
 from scrm.errors import NotFound
@@ -125,36 +124,29 @@ def receive(appid: str) -> Response:
 
     state = _state()
     signed_query, digest = replay_digest(request.args), body_digest(raw_body)
-    session = db_session()
-    if ext().db.autocommit_writes:
-        # The callback's one write (store_message on PostgreSQL) is a single statement, hence its own transaction,
-        # committed before execute returns: autocommit saves the BEGIN and COMMIT round trips, not durability.
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     # Chosen before storing, so a failure here cannot leave a stored message whose reply was never sent.
-    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
-    store = functools.partial(
-        services.store_message, session, appid=appid, message=message, replay_key=signed_query, body_digest=digest
-    )
-    try:
-        inbox_id = store()
-    except DBAPIError as error:
-        if not error.connection_invalidated:
-            raise
-        # The pooled connection had died (no pre-ping on this path); the pool is now invalidated, so one more
-        # try runs on a fresh connection instead of making WeChat wait for its retry.
-        session.rollback()
-        inbox_id = store()
+    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(db_session(), appid)), message)
+    scrm = ext()
+    if scrm.db.autocommit_writes:
+        # The hot path: one statement, committed when it returns (success goes back only after that).
+        inbox_id = services.store_message_committed(
+            scrm.db, appid=appid, message=message, replay_key=signed_query, body_digest=digest
+        )
+        if inbox_id is not None:
+            scrm.runner.notify([outbox.queue_of(services.PROCESS_INBOX)])
+    else:
+        session = db_session()
+        inbox_id = services.store_message(
+            session, appid=appid, message=message, replay_key=signed_query, body_digest=digest
+        )
+        if inbox_id is not None:
+            session.commit()
     if inbox_id is None:
         # The message or this signed query is already stored: WeChat retrying (success, nothing done twice), or
         # someone replaying a captured query with another body (refused).
-        replayed = selectors.replayed_with_another_body(
-            session, appid=appid, replay_key=signed_query, body_digest=digest
-        )
-        session.rollback()
-        if replayed:
+        if selectors.replayed_with_another_body(db_session(), appid=appid, replay_key=signed_query, body_digest=digest):
             return _rejected(CallbackRejected("replayed_query"))
         return Response(ACK_SUCCESS, mimetype="text/plain")
-    session.commit()
     if rule is None:
         return Response(ACK_SUCCESS, mimetype="text/plain")
     reply = render_reply(rule, message, create_time=int(now))
