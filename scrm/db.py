@@ -127,6 +127,7 @@ class Database:
             options["join_transaction_mode"] = "create_savepoint"
         self.sessionmaker: sessionmaker[Session] = sessionmaker(bind=bind, **options)
         self._compiled: dict[Executable, tuple[str, dict[str, Any]]] = {}
+        self._autocommit: Engine | None = None
 
     @property
     def engine(self) -> Engine:
@@ -156,27 +157,34 @@ class Database:
         Only where `autocommit_writes` is true.
         """
         sql, constants = self._compile(statement)
-        dialect = self.engine.dialect
+        engine = self._autocommit_engine()
+        dialect = engine.dialect
         for attempt in (1, 2):
-            pooled = self.engine.raw_connection()
+            pooled = engine.raw_connection()
             driver = pooled.driver_connection
             try:
-                driver.autocommit = True
                 with driver.cursor() as cursor:
                     cursor.execute(sql, {**constants, **params})
                     row = cursor.fetchone()
-                driver.autocommit = False
                 return row[0] if row else None
             except dialect.loaded_dbapi.Error as error:
-                if not dialect.is_disconnect(error, driver, None):
-                    driver.autocommit = False
+                if attempt == 2 or not dialect.is_disconnect(error, driver, None):
                     raise
                 pooled.invalidate()
-                if attempt == 2:
-                    raise
             finally:
                 pooled.close()
         return None
+
+    def _autocommit_engine(self) -> Engine:
+        # A pool of its own whose connections stay in autocommit: no switching back and forth per request.
+        if self._autocommit is None:
+            self._autocommit = make_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                pool_size=5,
+            )
+        return self._autocommit
 
     def _compile(self, statement: Executable) -> tuple[str, dict[str, Any]]:
         compiled = self._compiled.get(statement)
@@ -207,6 +215,8 @@ class Database:
     def dispose(self) -> None:
         if isinstance(self.bind, Engine):
             self.bind.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
 
 
 def paginate(session: Session, query: Select[Any], *, limit: int, offset: int) -> tuple[list[Any], int]:
