@@ -447,7 +447,11 @@ def main() -> None:
         "SCRM_LOG_LEVEL": "WARNING",
         "SCRM_BENCH_FLOOR_DSN": dsn,
     }
-    register_official_account(env)
+    try:
+        register_official_account(env)
+    except BaseException:
+        drop_database()
+        raise
     factory = MessageFactory()
     print(
         f"gunicorn: {args.workers} workers, {args.worker_class} x {args.threads} threads; "
