@@ -97,7 +97,7 @@ def configure_flask(app: Flask, config: Config) -> None:
 
 
 def register_extension(app: Flask, config: Config, db: Database | None) -> ScrmExtension:
-    db = db or Database(make_engine(config.database_url))
+    db = db or Database(make_engine(config.database_url, pool_pre_ping=config.db_pool_pre_ping))
     redis = None
     runner: JobRunner
     if config.redis_url:

@@ -55,6 +55,8 @@ class Config:
     member_token_ttl_s: int = 7 * 24 * 3600
     staff_token_ttl_s: int = 12 * 3600
     max_request_bytes: int = 1024 * 1024
+    #: Test each pooled connection with SELECT 1 before use (costs a round trip per request; off by default).
+    db_pool_pre_ping: bool = False
     log_level: str = "INFO"
     log_json: bool = True
     outbox_batch_size: int = 200

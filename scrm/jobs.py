@@ -25,12 +25,15 @@ DRAIN_QUEUED_KEY = "scrm:outbox:drain-queued:{queue}"
 DRAIN_GENERATION_KEY = "scrm:outbox:drain-generation:{queue}"
 PERIODIC_SLOT_KEY = "scrm:periodic:{name}"
 DRAIN_JOB = "scrm.jobs.drain_job"
+#: After a process has seen a queue's drain marker in place, its commits skip Redis for this long; a drain job
+#: drains once more this long after it starts, so it still sees the rows of every commit that skipped.
+DRAIN_NOTIFY_COALESCE_S = 0.25
 
 
 class JobRunner(Protocol):
     """Carries committed outbox rows to whatever runs them, and runs periodic jobs."""
 
-    def notify(self, queues: Iterable[str]) -> None: ...
+    def notify(self, queues: Iterable[str], *, coalesce: bool = True) -> None: ...
 
     def run_function(self, func_path: str, kwargs: dict[str, Any], *, queue: str, job_id: str) -> None: ...
 
@@ -77,7 +80,7 @@ class InProcessRunner:
         self.batch_size = batch_size
         self.max_attempts = max_attempts
 
-    def notify(self, queues: Iterable[str]) -> None:
+    def notify(self, queues: Iterable[str], *, coalesce: bool = True) -> None:
         for queue in sorted(set(queues)):
             try:
                 with outbox.embedded_drain_lock:
@@ -96,6 +99,8 @@ class RqRunner:
     def __init__(self, redis: Any, *, job_timeout: int = 600) -> None:
         self.redis = redis
         self.job_timeout = job_timeout
+        # queue -> monotonic time this process last saw the queue's drain marker set (by itself or another).
+        self._marker_seen: dict[str, float] = {}
 
     def queue(self, name: str) -> Any:
         from rq import Queue
@@ -103,26 +108,35 @@ class RqRunner:
 
         return Queue(name, connection=self.redis, serializer=JSONSerializer)
 
-    def notify(self, queues: Iterable[str]) -> None:
+    def notify(self, queues: Iterable[str], *, coalesce: bool = True) -> None:
+        """Make sure a drain is queued for each of `queues`; `coalesce=False` (the sweeper) always asks Redis."""
         for name in sorted(set(queues)):
             try:
-                self._enqueue_drain(name)
+                self._enqueue_drain(name, coalesce=coalesce)
             except Exception:
                 # Redis down: nothing is lost, the rows wait in the outbox for the sweeper.
                 log.warning("could not enqueue outbox drain; the sweeper will", extra={"queue": name}, exc_info=True)
 
-    def _enqueue_drain(self, name: str) -> None:
-
+    def _enqueue_drain(self, name: str, *, coalesce: bool) -> None:
+        # The marker was in place a moment ago: either its drain has not started (it will see our rows) or it
+        # started less than DRAIN_NOTIFY_COALESCE_S ago (its final pass will). Under load this saves a Redis
+        # round trip on almost every commit.
+        now = time.monotonic()
+        seen = self._marker_seen.get(name)
+        if coalesce and seen is not None and now - seen < DRAIN_NOTIFY_COALESCE_S:
+            return
         # SET NX: if a drain is already queued (not yet started) it will see our rows too.
         marker = DRAIN_QUEUED_KEY.format(queue=name)
         # The marker expires on its own, so a relay job lost between dequeue and start blocks nothing for long.
         if not self.redis.set(marker, "1", nx=True, ex=60):
+            self._marker_seen[name] = now
             return
         try:
             self._enqueue_drain_job(name)
         except Exception:
             self.redis.delete(marker)
             raise
+        self._marker_seen[name] = now
 
     def _enqueue_drain_job(self, name: str) -> None:
         from rq import Retry
@@ -183,9 +197,16 @@ def drain_job(queue: str) -> dict[str, int]:
     app = current_app
     ext = app.extensions["scrm"]
     ext.runner.redis.delete(DRAIN_QUEUED_KEY.format(queue=queue))
+    started = time.monotonic()
     config = ext.config
     result: DrainResult = outbox.drain(
         ext.db, queue, batch_size=config.outbox_batch_size, max_attempts=config.outbox_max_attempts
+    )
+    # Commits that saw our marker just before we deleted it skipped notifying (RqRunner._enqueue_drain); they
+    # all committed within DRAIN_NOTIFY_COALESCE_S of our start, so one more pass after that sees their rows.
+    time.sleep(max(0.0, started + DRAIN_NOTIFY_COALESCE_S - time.monotonic()))
+    result.add(
+        outbox.drain(ext.db, queue, batch_size=config.outbox_batch_size, max_attempts=config.outbox_max_attempts)
     )
     return {"done": result.done, "failed": result.failed, "dead": result.dead}
 
@@ -197,7 +218,8 @@ def sweep(app: Flask) -> dict[str, int]:
         due = outbox.due_queues(session, stale_after_s=ext.config.outbox_stale_after_s)
     if due:
         log.info("sweeper re-driving outbox", extra={"due": due})
-        ext.runner.notify(due.keys())
+        # Not coalesced: the sweeper is the path that recovers from a Redis that lost its markers.
+        ext.runner.notify(due.keys(), coalesce=False)
     return due
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, Insert, cast, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -99,6 +99,43 @@ def emit(session: Session, kind: str, payload: dict[str, Any], *, key: str | Non
     if row_id is not None:
         session.info.setdefault(PENDING_QUEUES, set()).add(spec.queue)
     return row_id
+
+
+def emit_for_each(kind: str, new_ids: Any, *, payload_key: str, at: ColumnElement[Any]) -> Insert:
+    """A statement recording one `kind` row, payload ``{payload_key: id}``, per id in `new_ids` (PostgreSQL).
+
+    `new_ids` is a CTE with an ``id`` column, typically ``INSERT … ON CONFLICT DO NOTHING RETURNING id``, so the
+    business row and its outbox row are written by one statement (one round trip) and a conflict writes neither.
+    The statement returns the ids taken from the payloads. Build it once and execute it with parameters; after
+    executing, call `note_emitted` when it returned a row so the relay is told after commit.
+    """
+    spec = _handlers.get(kind)
+    if spec is None:
+        raise ValueError(f"no outbox handler registered for {kind!r}")
+    columns = ("kind", "queue", "payload", "status", "attempts", "available_at", "created_at")
+    rows = select(
+        literal(kind),
+        literal(spec.queue),
+        func.jsonb_build_object(payload_key, new_ids.c.id),
+        literal(OUTBOX_PENDING),
+        literal(0),
+        at,
+        at,
+    ).select_from(new_ids)
+    table = OutboxMessage.__table__
+    return (
+        insert(table).from_select(columns, rows).returning(cast(table.c.payload[payload_key].as_string(), BigInteger))
+    )
+
+
+def queue_of(kind: str) -> str:
+    """The queue that runs rows of `kind` (to notify the relay of rows committed outside a session)."""
+    return _handlers[kind].queue
+
+
+def note_emitted(session: Session, kind: str) -> None:
+    """Tell the relay, once `session` commits, that rows of `kind` were written by the caller's own statement."""
+    session.info.setdefault(PENDING_QUEUES, set()).add(_handlers[kind].queue)
 
 
 @dataclass

@@ -24,6 +24,9 @@ class InboxMessage(Base):
     __tablename__ = "inbox"
     __table_args__ = (
         UniqueConstraint("appid", "dedup_key"),
+        # The replay cache: a signed query (timestamp, nonce, signature) is accepted once, in the same commit
+        # as the message it carried, so a replay with another body can never be stored.
+        UniqueConstraint("appid", "replay_key"),
         CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
         Index("ix_inbox_appid_openid_received_at", "appid", "openid", "received_at"),
         Index("ix_inbox_received_at", "received_at"),
@@ -40,6 +43,10 @@ class InboxMessage(Base):
     create_time: Mapped[int]
     #: The decrypted XML exactly as WeChat sent it (the system of record for reprocessing).
     raw_xml: Mapped[str] = mapped_column(Text)
+    #: SHA-256 of the signed query's timestamp:nonce:signature, and of the raw request body; a repeat of the
+    #: query with the same body is WeChat retrying, with another body it is a replay (None: stored without HTTP).
+    replay_key: Mapped[str | None] = mapped_column(String(64))
+    body_digest: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(10), default=INBOX_PENDING)
     handler: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)

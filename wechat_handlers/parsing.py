@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from xml.parsers import expat
 
-import xmltodict
-
 from wechat_handlers.errors import CallbackRejected
 
 #: ``xml`` is depth 1; the deepest documented payload (pic_* events: SendPicsInfo/PicList/item/PicMd5Sum) is 5.
@@ -30,11 +28,11 @@ _LONG_EVENT_KEY = 64
 def parse_callback_xml(text: str) -> dict[str, Any]:
     """Parse callback XML (a safe-mode envelope or a message) into the dict of the ``<xml>`` root's children.
 
-    A first expat pass, with no tree built, refuses DTDs, entity declarations, processing instructions,
-    namespaces, a root other than ``<xml>``, repeated top-level elements and trees deeper than ``MAX_DEPTH`` or
-    larger than ``MAX_ELEMENTS`` (expat is iterative, so 10,000-deep input cannot exhaust the stack). Only then
-    does xmltodict build the dict. Text is kept exactly, whitespace included; ``List`` and ``item`` are always
-    lists; attributes are ignored (WeChat sends none).
+    One expat pass refuses DTDs, entity declarations, processing instructions, namespaces, a root other than
+    ``<xml>``, repeated top-level elements and trees deeper than ``MAX_DEPTH`` or larger than ``MAX_ELEMENTS``
+    (expat is iterative, so 10,000-deep input cannot exhaust the stack), stopping at the first such construct, and
+    builds the dict as it goes (the shape xmltodict gives). Text is kept exactly, whitespace included; ``List``
+    and ``item`` are always lists; attributes are ignored (WeChat sends none).
 
     Args:
         text: The XML, already screened by ``security.check_xml_bytes``.
@@ -46,21 +44,9 @@ def parse_callback_xml(text: str) -> dict[str, Any]:
         CallbackRejected: ``malformed_xml``, ``xml_too_deep``, ``too_many_elements``, ``duplicate_element``,
             ``doctype_forbidden``, ``processing_instruction_forbidden`` or ``namespace_forbidden`` (400).
     """
-    data = text.encode("utf-8")
-    _check_structure(data)
-    try:
-        document = xmltodict.parse(
-            data,
-            encoding="utf-8",
-            disable_entities=True,
-            xml_attribs=False,
-            strip_whitespace=False,
-            force_list=REPEATED_ELEMENTS,
-            postprocessor=_drop_layout_whitespace,
-        )
-    except (expat.ExpatError, ValueError):
-        raise CallbackRejected("malformed_xml") from None
-    root = document.get("xml") if isinstance(document, dict) else None
+    builder = _TreeBuilder()
+    _run_expat(text.encode("utf-8"), builder)
+    root = builder.document.get("xml") if isinstance(builder.document, dict) else None
     if not isinstance(root, dict):
         raise CallbackRejected("malformed_xml")
     return root
@@ -107,14 +93,68 @@ def _refuse_processing_instruction(*_args: object) -> NoReturn:
     raise CallbackRejected("processing_instruction_forbidden")
 
 
+class _TreeBuilder(_StructureGuard):
+    """The guard plus the dict building, in the same expat pass (one parse instead of two on the hot path).
+
+    It builds what xmltodict would with attributes ignored and whitespace kept: an element with text only is its
+    text, an empty one is None, one with children is a dict whose repeated names become lists (``List`` and
+    ``item`` always are); whitespace between child elements is dropped and other text beside them refused.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.document: dict[str, Any] | None = None
+        self._stack: list[tuple[dict[str, Any] | None, list[str]]] = []
+        self._item: dict[str, Any] | None = None
+        self._text: list[str] = []
+
+    def start_element(self, name: str, attributes: list[str]) -> None:
+        super().start_element(name, attributes)
+        self._stack.append((self._item, self._text))
+        self._item, self._text = None, []
+
+    def end_element(self, name: str) -> None:
+        super().end_element(name)
+        item, text = self._item, "".join(self._text)
+        self._item, self._text = self._stack.pop()
+        if item is not None and text and text.strip():
+            # Real text mixed with child elements is never WeChat's: refused rather than silently dropped.
+            raise CallbackRejected("malformed_xml")
+        value: Any = item if item is not None else (text or None)
+        parent = self._item if self._item is not None else {}
+        existing = parent.get(name, _MISSING)
+        if existing is _MISSING:
+            parent[name] = [value] if name in REPEATED_ELEMENTS else value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            parent[name] = [existing, value]
+        if self._stack:
+            self._item = parent
+        else:
+            self.document = parent
+
+    def character_data(self, data: str) -> None:
+        self._text.append(data)
+
+
+_MISSING = object()
+
+
 def _check_structure(data: bytes) -> None:
-    guard = _StructureGuard()
+    _run_expat(data, _StructureGuard())
+
+
+def _run_expat(data: bytes, guard: _StructureGuard) -> None:
     # The explicit encoding overrides any encoding="..." in the XML declaration: the bytes were checked as UTF-8.
     parser = expat.ParserCreate("utf-8")
     parser.ordered_attributes = True
+    parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartElementHandler = guard.start_element
     parser.EndElementHandler = guard.end_element
+    if isinstance(guard, _TreeBuilder):
+        parser.CharacterDataHandler = guard.character_data
     parser.StartDoctypeDeclHandler = _refuse_doctype
     parser.EntityDeclHandler = _refuse_doctype
     parser.UnparsedEntityDeclHandler = _refuse_doctype
@@ -127,16 +167,6 @@ def _check_structure(data: bytes) -> None:
         parser.Parse(data, True)
     except expat.ExpatError:
         raise CallbackRejected("malformed_xml") from None
-
-
-def _drop_layout_whitespace(path: list[Any], key: str, value: Any) -> tuple[str, Any] | None:
-    # With whitespace kept, the newlines between child elements arrive as "#text" of their parent: drop them.
-    # Real text mixed with child elements is never WeChat's, so it is refused rather than silently dropped.
-    if key == "#text":
-        if isinstance(value, str) and value.strip():
-            raise CallbackRejected("malformed_xml")
-        return None
-    return key, value
 
 
 @dataclass(frozen=True)

@@ -81,14 +81,23 @@ def verify_echo(
 def replay_key(query: Mapping[str, str]) -> str:
     """The key for the caller's replay cache: timestamp, nonce and signature of a request already verified.
 
-    Store it (e.g. Redis ``SET NX EX 600``) with ``body_digest`` as the value after the inbox commit: a later
-    request with the same key and digest is WeChat retrying (answer ``success``), a different digest is a replay
-    with a swapped body (answer 401).
+    The inbox stores its digest (``replay_digest``) with ``body_digest``, unique per app, in the same commit as the
+    message: a later request with the same key and digest is WeChat retrying (answer ``success``), a different
+    digest is a replay with a swapped body (answer 401).
 
     Raises:
         CallbackRejected: ``missing_parameter`` (401) or ``bad_parameter`` (400).
     """
     return ":".join(_parameter(query, name) for name in ("timestamp", "nonce", "signature"))
+
+
+def replay_digest(query: Mapping[str, str]) -> str:
+    """SHA-256 hex of ``replay_key(query)``: what the inbox keeps of a signed query (its parts may be long).
+
+    Raises:
+        CallbackRejected: ``missing_parameter`` (401) or ``bad_parameter`` (400).
+    """
+    return hashlib.sha256(replay_key(query).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def body_digest(raw_body: bytes) -> str:

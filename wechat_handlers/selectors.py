@@ -27,6 +27,15 @@ def active_rules(session: Session, appid: str) -> tuple[ReplyRule, ...]:
     )
 
 
+def replayed_with_another_body(session: Session, *, appid: str, replay_key: str, body_digest: str) -> bool:
+    """Whether this signed query (``pipeline.replay_digest``) was already accepted with a different body: a replay,
+    not a WeChat retry."""
+    stored = session.scalar(
+        select(InboxMessage.body_digest).where(InboxMessage.appid == appid, InboxMessage.replay_key == replay_key)
+    )
+    return stored is not None and stored != body_digest
+
+
 def list_rules(session: Session, *, appid: str | None, limit: int, offset: int) -> tuple[list[AutoReplyRule], int]:
     query = select(AutoReplyRule).order_by(AutoReplyRule.priority, AutoReplyRule.id)
     if appid is not None:

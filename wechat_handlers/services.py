@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scrm import audit, outbox
 from scrm.clock import utcnow
+from scrm.db import Database
 from scrm.errors import InvalidInput, NotFound
 from wechat_handlers.handlers import HandlerContext, dispatcher
 from wechat_handlers.models import INBOX_DONE, INBOX_PENDING, REPLY_TYPES, RULE_TRIGGERS, AutoReplyRule, InboxMessage
@@ -21,13 +23,59 @@ log = logging.getLogger(__name__)
 PROCESS_INBOX = "wechat.process_inbox"
 
 
-def store_message(session: Session, *, appid: str, message: CallbackMessage) -> int | None:
+def store_message(
+    session: Session,
+    *,
+    appid: str,
+    message: CallbackMessage,
+    replay_key: str | None = None,
+    body_digest: str | None = None,
+) -> int | None:
     """Insert the message into the inbox and queue its processing, in the caller's transaction.
 
+    The row is refused (None) when the message is already stored or when its signed query was already used;
+    `selectors.replayed_with_another_body` then tells a WeChat retry from a replay. On PostgreSQL one prebuilt
+    statement writes the inbox row and, only if that row is new, its outbox row.
+
+    Args:
+        replay_key: ``pipeline.replay_digest`` of the request's signed query, when it came over HTTP.
+        body_digest: ``pipeline.body_digest`` of the raw request body.
+
     Returns:
-        The inbox id, or None when the message is already stored (a WeChat retry): nothing is queued.
+        The inbox id, or None when nothing was stored: nothing is queued.
     """
-    values = {
+    params = _store_params(appid, message, replay_key, body_digest)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        inbox_id = session.execute(_store_statement(), params).scalar_one_or_none()
+        if inbox_id is not None:
+            outbox.note_emitted(session, PROCESS_INBOX)
+        return inbox_id
+    # Without a conflict target: either unique key (message or signed query) already taken means "do nothing".
+    stmt: Any = sqlite.insert(_INBOX).on_conflict_do_nothing() if dialect == "sqlite" else insert(_INBOX)
+    inbox_id = session.execute(stmt.values(params).returning(_INBOX.c.id)).scalar_one_or_none()
+    if inbox_id is not None:
+        outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
+    return inbox_id
+
+
+def store_message_committed(
+    db: Database, *, appid: str, message: CallbackMessage, replay_key: str, body_digest: str
+) -> int | None:
+    """`store_message` as one autocommitted statement (PostgreSQL, ``db.autocommit_writes``): the hot path.
+
+    The callback's only write is this one statement, so it is its own transaction: the inbox row and its outbox
+    row are committed when this returns, without a session, BEGIN or COMMIT. The caller tells the relay
+    (``runner.notify([outbox.queue_of(PROCESS_INBOX)])``) when an id comes back.
+
+    Returns:
+        The inbox id, or None when nothing was stored (already stored, or the signed query already used).
+    """
+    return db.execute_autocommit(_store_statement(), _store_params(appid, message, replay_key, body_digest))
+
+
+def _store_params(appid: str, message: CallbackMessage, replay_key: str | None, body_digest: str | None) -> dict:
+    return {
         "appid": appid,
         "dedup_key": message.dedup_key,
         "openid": message.from_user[:64],
@@ -36,19 +84,39 @@ def store_message(session: Session, *, appid: str, message: CallbackMessage) -> 
         "event_key": (message.event_key or None) and message.event_key[:400],
         "create_time": message.create_time,
         "raw_xml": message.raw_xml,
+        "replay_key": replay_key,
+        "body_digest": body_digest,
         "status": INBOX_PENDING,
         "received_at": utcnow(),
     }
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = builder(InboxMessage).values(values).on_conflict_do_nothing(index_elements=["appid", "dedup_key"])
-    else:
-        stmt = insert(InboxMessage).values(values)
-    inbox_id = session.execute(stmt.returning(InboxMessage.id)).scalar_one_or_none()
-    if inbox_id is not None:
-        outbox.emit(session, PROCESS_INBOX, {"inbox_id": inbox_id})
-    return inbox_id
+
+
+_INBOX = InboxMessage.__table__
+_STORED_COLUMNS = (
+    "appid",
+    "dedup_key",
+    "openid",
+    "msg_type",
+    "event",
+    "event_key",
+    "create_time",
+    "raw_xml",
+    "replay_key",
+    "body_digest",
+    "status",
+    "received_at",
+)
+
+
+@functools.cache
+def _store_statement() -> Any:
+    # Built once (the handler registry must be loaded first): the inbox INSERT … ON CONFLICT DO NOTHING (on either
+    # unique key) as a CTE, and the outbox row selected from it, so a duplicate or a replay inserts nothing at all.
+    values = {name: bindparam(name, type_=_INBOX.c[name].type) for name in _STORED_COLUMNS}
+    new_inbox = (
+        postgresql.insert(_INBOX).values(values).on_conflict_do_nothing().returning(_INBOX.c.id).cte("new_inbox")
+    )
+    return outbox.emit_for_each(PROCESS_INBOX, new_inbox, payload_key="inbox_id", at=values["received_at"])
 
 
 def process_message(session: Session, inbox_id: int) -> str | None:

@@ -11,6 +11,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from scrm import outbox
 from scrm.cache import TTLCache
 from scrm.context import db_session, ext, gateway
 from scrm.errors import NotFound
@@ -22,8 +23,7 @@ from wechat_handlers import selectors, services
 from wechat_handlers.apps import CallbackApp
 from wechat_handlers.autoreply import choose_rule, render_reply
 from wechat_handlers.errors import CallbackRejected
-from wechat_handlers.pipeline import body_digest, open_callback, replay_key, verify_echo
-from wechat_handlers.replay import ReplayCache
+from wechat_handlers.pipeline import body_digest, open_callback, replay_digest, verify_echo
 from wechat_handlers.replies import ACK_SUCCESS, seal_reply
 from wechat_handlers.rules import ReplyRule
 from wechat_handlers.schemas import (
@@ -51,7 +51,6 @@ def _state() -> dict[str, Any]:
         services_["wechat_callbacks"] = {
             "apps": TTLCache[str, CallbackApp | None](APP_CACHE_TTL_S),
             "rules": TTLCache[str, tuple[ReplyRule, ...]](RULE_CACHE_TTL_S),
-            "replay": ReplayCache(ext().redis),
             "box": SecretBox(ext().config.secret_key),
         }
     return services_["wechat_callbacks"]
@@ -61,7 +60,9 @@ def _callback_app(appid: str) -> CallbackApp | None:
     state = _state()
 
     def load() -> CallbackApp | None:
-        record = load_app(db_session(), state["box"], appid)
+        # Its own short transaction: the request's session may still be switched to autocommit (see `receive`).
+        with ext().db.transaction() as session:
+            record = load_app(session, state["box"], appid)
         if record is None or record.kind != "oa" or not record.token:
             return None
         return CallbackApp(
@@ -122,24 +123,30 @@ def receive(appid: str) -> Response:
         return _rejected(rejection)
 
     state = _state()
-    replay = state["replay"]
-    signed_query, digest = replay_key(request.args), body_digest(raw_body)
-    seen = replay.seen(signed_query)
-    if seen == digest:
-        return Response(ACK_SUCCESS, mimetype="text/plain")
-    if seen is not None:
-        return _rejected(CallbackRejected("replayed_query"))
-
-    session = db_session()
-    inbox_id = services.store_message(session, appid=appid, message=message)
+    signed_query, digest = replay_digest(request.args), body_digest(raw_body)
+    # Chosen before storing, so a failure here cannot leave a stored message whose reply was never sent.
+    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(db_session(), appid)), message)
+    scrm = ext()
+    if scrm.db.autocommit_writes:
+        # The hot path: one statement, committed when it returns (success goes back only after that).
+        inbox_id = services.store_message_committed(
+            scrm.db, appid=appid, message=message, replay_key=signed_query, body_digest=digest
+        )
+        if inbox_id is not None:
+            scrm.runner.notify([outbox.queue_of(services.PROCESS_INBOX)])
+    else:
+        session = db_session()
+        inbox_id = services.store_message(
+            session, appid=appid, message=message, replay_key=signed_query, body_digest=digest
+        )
+        if inbox_id is not None:
+            session.commit()
     if inbox_id is None:
-        # WeChat retried a message we already stored and acknowledged.
-        session.rollback()
+        # The message or this signed query is already stored: WeChat retrying (success, nothing done twice), or
+        # someone replaying a captured query with another body (refused).
+        if selectors.replayed_with_another_body(db_session(), appid=appid, replay_key=signed_query, body_digest=digest):
+            return _rejected(CallbackRejected("replayed_query"))
         return Response(ACK_SUCCESS, mimetype="text/plain")
-    rule = choose_rule(state["rules"].get(appid, lambda: selectors.active_rules(session, appid)), message)
-    session.commit()
-    # Only now: a retry after a failure before this commit must still be processed.
-    replay.remember(signed_query, digest)
     if rule is None:
         return Response(ACK_SUCCESS, mimetype="text/plain")
     reply = render_reply(rule, message, create_time=int(now))
