@@ -86,9 +86,10 @@ def generation_sql(members: int, entries: int) -> list[str]:
             VALUES ('shoe_size', 'Shoe size', 'number', NULL, false, true, now()),
                    ('skin_type', 'Skin type', 'single_choice', '["dry", "oily", "mixed"]', false, true, now()),
                    ('newsletter', 'Newsletter', 'bool', NULL, false, true, now())""",
-        """INSERT INTO members (source, role, name, phone, phone_verified_at, phone_verified_method, region,
-                custom_fields, created_at, last_active_at, last_order_at, lifecycle_stage)
-            SELECT 'miniprogram', 'consumer', 'Member ' || i, '+86139' || lpad(i::text, 8, '0'),
+        """INSERT INTO members (source, role, name, unionid, phone, phone_verified_at, phone_verified_method,
+                region, custom_fields, created_at, last_active_at, last_order_at, lifecycle_stage)
+            SELECT 'miniprogram', 'consumer', 'Member ' || i, 'u' || lpad(i::text, 27, '0'),
+                   '+86139' || lpad(i::text, 8, '0'),
                    now() - ((i % 300) || ' days')::interval, 'wechat', 'City ' || (i % 50),
                    jsonb_build_object('shoe_size', 35 + i % 10, 'skin_type', (ARRAY['dry', 'oily', 'mixed'])[1 + i % 3],
                                       'newsletter', i % 2 = 0),
@@ -104,7 +105,6 @@ def generation_sql(members: int, entries: int) -> list[str]:
             SELECT 'wxBENCHOA00000001', 'oOA' || lpad(id::text, 25, '0'), 'u' || lpad(id::text, 27, '0'),
                    'oa', id, true, 'ADD_SCENE_QR_CODE', created_at, created_at, created_at
             FROM members WHERE id % 2 = 0""",
-        "UPDATE members SET unionid = 'u' || lpad(id::text, 27, '0')",
         """INSERT INTO member_tag_definitions (name, kind, rule, created_at)
             SELECT 'tag ' || i, CASE WHEN i <= 15 THEN 'manual' ELSE 'rule' END,
                    CASE WHEN i > 15 THEN jsonb_build_object('kind', 'region_is', 'region', 'City ' || i) END, now()
@@ -129,14 +129,14 @@ def generation_sql(members: int, entries: int) -> list[str]:
                         ELSE now() - ((400 - slot.n * 30) || ' days')::interval END,
                    CASE WHEN slot.delta > 0 THEN now() + ((slot.n * 30 - 35) || ' days')::interval END,
                    NULL, NULL, now() - ((420 - slot.n * 40) || ' days')::interval
-            FROM generate_series(1, :e) AS i JOIN LEDGER_SLOTS ON slot.n = ((i - 1) / :m) % 10""",
+            FROM generate_series(1::bigint, :e) AS i JOIN LEDGER_SLOTS ON slot.n = ((i - 1) / :m) % 10""",
         """INSERT INTO orders (source, external_id, member_id, amount_fen, refunded_fen, paid_at, items, status,
                 points_earned, points_reversed, created_at)
             SELECT 'shop', 'bench-' || i, 1 + (i * 7919) % :m, 1000 + (i * 37) % 90000, 0,
                    now() - ((i % 700) || ' days')::interval,
                    jsonb_build_array(jsonb_build_object('sku', 'SKU' || i % 500, 'qty', 1)), 'paid',
                    (1000 + (i * 37) % 90000) / 100, 0, now() - ((i % 700) || ' days')::interval
-            FROM generate_series(1, 2 * :m) AS i""",
+            FROM generate_series(1::bigint, 2 * :m) AS i""",
         """INSERT INTO loyalty_accounts (member_id, points_balance, points_pending, tier_id, tier_since,
                 tier_period_end, created_at)
             SELECT m.id, coalesce(p.balance, 0), coalesce(p.pending, 0), t.id,
@@ -160,7 +160,7 @@ def generation_sql(members: int, entries: int) -> list[str]:
                    (ARRAY['available', 'redeemed', 'expired'])[1 + i % 3], 'campaign', 'staff',
                    now() + ((i % 60 - 20) || ' days')::interval, now() - ((i % 90) || ' days')::interval,
                    CASE WHEN i % 3 = 1 THEN now() - interval '1 day' END, CASE WHEN i % 3 = 1 THEN 'member' END
-            FROM generate_series(1, :m / 2) AS i""",
+            FROM generate_series(1::bigint, :m / 2) AS i""",
         """UPDATE coupon_templates
             SET granted_count = (SELECT count(*) FROM coupons WHERE template_id = coupon_templates.id)""",
         """INSERT INTO audit_log (actor_type, actor_id, action, target_type, target_id, after, at)
@@ -209,19 +209,27 @@ def generate(url: str, members: int, entries: int) -> float:
     """Fill the migrated database; returns seconds taken.
 
     Why this way: the rows are written with foreign-key triggers off (`session_replication_role = replica`; the
-    generator writes consistent rows) and the secondary indexes of the big tables are dropped first and rebuilt
-    from their own definitions afterwards, which is several times faster than maintaining them row by row.
+    generator writes consistent rows), and the unique constraints and secondary indexes of the big tables are
+    dropped first and rebuilt from their own definitions afterwards: several times faster than row by row.
     """
     started = time.perf_counter()
     with psycopg.connect(libpq_url(url), autocommit=True) as connection:
+        tables = list(BULK_TABLES)
+        uniques = connection.execute(
+            """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+               WHERE c.contype = 'u' AND c.conrelid::regclass::text = ANY(%s)""",
+            (tables,),
+        ).fetchall()
+        for table, name, _definition in uniques:
+            connection.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')  # type: ignore[arg-type]
         indexes = connection.execute(
             """SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x
                JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
                WHERE t.relname = ANY(%s) AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)""",
-            (list(BULK_TABLES),),
+            (tables,),
         ).fetchall()
         for name, _definition in indexes:
-            connection.execute(f'DROP INDEX "{name}"')
+            connection.execute(f'DROP INDEX "{name}"')  # type: ignore[arg-type]
         connection.execute("SET session_replication_role = replica")
         connection.execute("SET maintenance_work_mem = '256MB'")
         connection.execute("SET work_mem = '64MB'")
@@ -230,10 +238,16 @@ def generate(url: str, members: int, entries: int) -> float:
             sql = statement.replace(":m", str(members)).replace(":e", str(entries))
             connection.execute(sql)  # type: ignore[arg-type]
             print(f"  {time.perf_counter() - step:6.1f} s  {' '.join(statement.split()[:3])}", flush=True)
+        step = time.perf_counter()
+        for table, name, definition in uniques:
+            connection.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')  # type: ignore[arg-type]
         for _name, definition in indexes:
-            connection.execute(definition)
+            connection.execute(definition)  # type: ignore[arg-type]
+        print(f"  {time.perf_counter() - step:6.1f} s  indexes and unique constraints rebuilt", flush=True)
         connection.execute("SET session_replication_role = origin")
+        step = time.perf_counter()
         connection.execute("VACUUM ANALYZE")
+        print(f"  {time.perf_counter() - step:6.1f} s  VACUUM ANALYZE", flush=True)
         sizes = json.dumps({"members": members, "entries": entries})
         connection.execute(f"COMMENT ON DATABASE \"{make_url(url).database}\" IS '{sizes}'")  # type: ignore[arg-type]
     return time.perf_counter() - started
