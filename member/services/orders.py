@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from member import signals
@@ -84,16 +83,14 @@ def place_order(
         items=items,
         status="paid",
     )
-    try:
-        with session.begin_nested():
-            session.add(order)
-            session.flush()
-    except IntegrityError:
+    written = ledger.insert_unless_exists(session, order, conflict_on=("source", "external_id"))
+    if written is None:
         # A concurrent delivery of the same order committed first.
         winner = _find(session, source, external_id)
         if winner is None:
-            raise
+            raise OrderConflict(details={"source": source, "external_id": external_id})
         return _replay(winner, member_id=member_id, amount_fen=amount_fen, paid_at=paid_at, items=items), False
+    order = written
     # Rule-based tags ("ordered in the last N days") read this, not the orders table.
     if member.last_order_at is None or paid_at > member.last_order_at:
         member.last_order_at = paid_at
