@@ -377,11 +377,15 @@ def http_sender(port: int) -> Callable[..., tuple[int, bytes]]:
     return send
 
 
-def measure(paths: Paths, ids: list[int], warm: list[int]) -> dict[str, tuple[float, float]]:
+def measure(label: str, paths: Paths, ids: list[int], warm: list[int]) -> dict[str, tuple[float, float]]:
     calls = {"me": paths.me, "360": paths.staff_360, "earn": paths.earn, "adjust": paths.adjust}
     for call in calls.values():
         timed(call, warm)
-    return {name: percentiles(timed(call, ids)) for name, call in calls.items()}
+    results = {}
+    for name, call in calls.items():
+        results[name] = percentiles(timed(call, ids))
+        print(f"  {label} {name}: p50 {results[name][0]:.2f} ms, p99 {results[name][1]:.2f} ms", flush=True)
+    return results
 
 
 def main() -> None:
@@ -448,7 +452,7 @@ def main() -> None:
 
         timed(pk, warm)
         pk_p50, pk_p99 = percentiles(timed(pk, ids))
-    inproc = measure(Paths(inproc_send, staff, tokens), ids, warm)
+    inproc = measure("in process", Paths(inproc_send, staff, tokens), ids, warm)
     db.dispose()
 
     over_http: dict[str, tuple[float, float]] = {}
@@ -456,7 +460,7 @@ def main() -> None:
         port = free_port()
         server = start_server(url, port)
         try:
-            over_http = measure(Paths(http_sender(port), staff, tokens), ids, warm)
+            over_http = measure("HTTP", Paths(http_sender(port), staff, tokens), ids, warm)
         finally:
             server.terminate()
             server.wait(timeout=30)
