@@ -6,10 +6,11 @@ rebuilt by the migrations and filled with set-based SQL (members with identities
 custom fields, consents, a points ledger whose balances match `loyalty_accounts`, orders, coupons and audit rows);
 `--reuse` keeps a database an earlier run generated with the same sizes (the earn requests it wrote stay in it).
 
-Each path is timed twice: through the Flask app in process (routing, guards, queries, serialisation: our code)
-and over HTTP (gunicorn, one gthread worker, on 127.0.0.1 with a keep-alive client: what a caller sees). The
-anchor is `SELECT … FROM members WHERE id = $1` through psycopg in the same run. Ends with one JSON line; its
-`p50_ms_*` / `p99_ms_*` headline figures are the HTTP ones, `inproc_*` the in-process ones.
+Each path is timed twice, each time on its own random members: through the Flask app in process (routing,
+guards, queries, serialisation: our code) and over HTTP (gunicorn, one gthread worker, on 127.0.0.1 with a
+keep-alive client: what a caller sees). The anchor is `SELECT … FROM members WHERE id = $1` through psycopg in
+the same run. Ends with one JSON line; its `p50_ms_*` / `p99_ms_*` headline figures are the HTTP ones, `inproc_*`
+the in-process ones.
 """
 
 from __future__ import annotations
@@ -377,13 +378,13 @@ def http_sender(port: int) -> Callable[..., tuple[int, bytes]]:
     return send
 
 
-def measure(label: str, paths: Paths, ids: list[int], warm: list[int]) -> dict[str, tuple[float, float]]:
+def measure(label: str, paths: Paths, samples: dict[str, list[int]], warm: list[int]) -> dict[str, tuple[float, float]]:
     calls = {"me": paths.me, "360": paths.staff_360, "earn": paths.earn, "adjust": paths.adjust}
     for call in calls.values():
         timed(call, warm)
     results = {}
     for name, call in calls.items():
-        results[name] = percentiles(timed(call, ids))
+        results[name] = percentiles(timed(call, samples[name]))
         print(f"  {label} {name}: p50 {results[name][0]:.2f} ms, p99 {results[name][1]:.2f} ms", flush=True)
     return results
 
@@ -417,11 +418,19 @@ def main() -> None:
         staff_token = auth.login_staff(session, username=user.username, password=STAFF_PASSWORD, ttl_s=3600)
     staff = {"Authorization": f"Bearer {staff_token.token}"}
     rng = random.Random()
-    ids = [rng.randint(1, args.members) for _ in range(args.requests)]
-    warm = [rng.randint(1, args.members) for _ in range(min(200, args.requests))]
+
+    # Every path and transport draws its own members, so no path runs on pages another one just warmed.
+    def sample(size: int) -> list[int]:
+        return [rng.randint(1, args.members) for _ in range(size)]
+
+    warm = sample(min(200, args.requests))
+    pk_ids = sample(args.requests)
+    inproc_samples = {name: sample(args.requests) for name in ("me", "360", "earn", "adjust")}
+    http_samples = {name: sample(args.requests) for name in ("me", "360", "earn", "adjust")}
+    ids = [*warm, *inproc_samples["me"], *http_samples["me"]]
     with app.app_context():
         issuer = member_tokens()
-        tokens = {member_id: issuer.issue(member_id, appid=MP_APPID) for member_id in {*ids, *warm}}
+        tokens = {member_id: issuer.issue(member_id, appid=MP_APPID) for member_id in set(ids)}
 
     client = app.test_client()
 
@@ -451,8 +460,8 @@ def main() -> None:
             assert connection.execute("SELECT id, name, phone FROM members WHERE id = %s", (member_id,)).fetchone()
 
         timed(pk, warm)
-        pk_p50, pk_p99 = percentiles(timed(pk, ids))
-    inproc = measure("in process", Paths(inproc_send, staff, tokens), ids, warm)
+        pk_p50, pk_p99 = percentiles(timed(pk, pk_ids))
+    inproc = measure("in process", Paths(inproc_send, staff, tokens), inproc_samples, warm)
     db.dispose()
 
     over_http: dict[str, tuple[float, float]] = {}
@@ -460,7 +469,7 @@ def main() -> None:
         port = free_port()
         server = start_server(url, port)
         try:
-            over_http = measure("HTTP", Paths(http_sender(port), staff, tokens), ids, warm)
+            over_http = measure("HTTP", Paths(http_sender(port), staff, tokens), http_samples, warm)
         finally:
             server.terminate()
             server.wait(timeout=30)
