@@ -6,7 +6,7 @@ SANDBOX_PORT ?= 5055
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint fmt worker sweeper bench-outbox bench-callbacks clean
+.PHONY: help install run test lint fmt worker sweeper bench-outbox bench-callbacks bench-member clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench-outbox: $(STAMP)  ## outbox relay vs rq one-job-per-row (PostgreSQL + Redi
 
 bench-callbacks: $(STAMP)  ## callback throughput: bare Flask, durable floor, scrm (PostgreSQL, Redis, wrk)
 	$(BIN)/python benchmarks/callbacks.py
+
+bench-member: $(STAMP)  ## GET /me, the 360 view and a points earn at 1M members, 10M ledger entries (PostgreSQL)
+	$(BIN)/python benchmarks/member.py
 
 clean:  ## remove the virtualenv and the embedded database
 	rm -rf $(VENV) instance

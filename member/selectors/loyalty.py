@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from member.models import (
     Coupon,
@@ -81,19 +81,36 @@ def refunds_of(session: Session, order_ids: list[int]) -> dict[int, list[OrderRe
 
 
 def summary(session: Session, member_id: int) -> dict[str, Any]:
-    """What the member centre shows: balance, pending points, tier, and counts of usable coupons and orders."""
-    row = account(session, member_id)
-    tier = None if row is None or row.tier_id is None else session.get(Tier, row.tier_id)
-    coupons = session.scalar(select(func.count()).where(Coupon.member_id == member_id, Coupon.state == "available"))
-    orders = session.scalar(select(func.count()).where(Order.member_id == member_id))
+    """What the member centre shows: balance, pending points, tier, and counts of usable coupons and orders.
+
+    One round trip: the account and its tier are outer-joined to a one-row base (a member without an account
+    still gets a row), the two counts are scalar subqueries.
+    """
+    coupons = select(func.count()).where(Coupon.member_id == member_id, Coupon.state == "available").scalar_subquery()
+    orders = select(func.count()).where(Order.member_id == member_id).scalar_subquery()
+    one = select(literal(1).label("one")).subquery()
+    row = session.execute(
+        select(
+            LoyaltyAccount.points_balance,
+            LoyaltyAccount.points_pending,
+            LoyaltyAccount.tier_period_end,
+            Tier.code,
+            Tier.name,
+            coupons.label("coupons"),
+            orders.label("orders"),
+        )
+        .select_from(one)
+        .outerjoin(LoyaltyAccount, LoyaltyAccount.member_id == member_id)
+        .outerjoin(Tier, Tier.id == LoyaltyAccount.tier_id)
+    ).one()
     return {
-        "points_balance": row.points_balance if row else 0,
-        "points_pending": row.points_pending if row else 0,
-        "tier_code": tier.code if tier else None,
-        "tier_name": tier.name if tier else None,
-        "tier_period_end": _iso(row.tier_period_end) if row else None,
-        "available_coupons": int(coupons or 0),
-        "orders": int(orders or 0),
+        "points_balance": row.points_balance or 0,
+        "points_pending": row.points_pending or 0,
+        "tier_code": row.code,
+        "tier_name": row.name,
+        "tier_period_end": _iso(row.tier_period_end),
+        "available_coupons": int(row.coupons or 0),
+        "orders": int(row.orders or 0),
     }
 
 
@@ -102,7 +119,7 @@ def staff_view(session: Session, member_id: int) -> dict[str, Any]:
     return {
         **summary(session, member_id),
         "recent_points": [entry_view(e) for e in session.scalars(points_query(member_id).limit(RECENT))],
-        "recent_coupons": coupon_views(session, list(session.scalars(coupons_query(member_id).limit(RECENT)))),
+        "recent_coupons": recent_coupons(session, member_id),
         "recent_orders": [order_view(o) for o in session.scalars(orders_query(member_id).limit(RECENT))],
         "tier_history": tier_history(session, member_id),
     }
@@ -123,22 +140,39 @@ def export_view(session: Session, member_id: int) -> dict[str, Any]:
     }
 
 
+def recent_coupons(session: Session, member_id: int, *, limit: int = RECENT) -> list[dict[str, Any]]:
+    """The member's newest coupons with their templates, in one query."""
+    rows = session.execute(
+        select(Coupon, CouponTemplate)
+        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+        .where(Coupon.member_id == member_id)
+        .order_by(Coupon.id.desc())
+        .limit(limit)
+    )
+    return [coupon_view(coupon, template) for coupon, template in rows]
+
+
 def tier_history(session: Session, member_id: int, *, limit: int | None = RECENT) -> list[dict[str, Any]]:
-    query = select(TierChange).where(TierChange.member_id == member_id).order_by(TierChange.id.desc())
+    from_tier = aliased(Tier)
+    to_tier = aliased(Tier)
+    query = (
+        select(TierChange, from_tier.code, to_tier.code)
+        .outerjoin(from_tier, from_tier.id == TierChange.from_tier_id)
+        .outerjoin(to_tier, to_tier.id == TierChange.to_tier_id)
+        .where(TierChange.member_id == member_id)
+        .order_by(TierChange.id.desc())
+    )
     if limit is not None:
         query = query.limit(limit)
-    changes = list(session.scalars(query))
-    tier_ids = {t for c in changes for t in (c.from_tier_id, c.to_tier_id) if t is not None}
-    codes = {t.id: t.code for t in session.scalars(select(Tier).where(Tier.id.in_(tier_ids)))} if tier_ids else {}
     return [
         {
-            "from_tier": codes.get(c.from_tier_id) if c.from_tier_id else None,
-            "to_tier": codes.get(c.to_tier_id) if c.to_tier_id else None,
-            "reason": c.reason,
-            "source": c.source,
-            "at": _iso(c.at),
+            "from_tier": from_code,
+            "to_tier": to_code,
+            "reason": change.reason,
+            "source": change.source,
+            "at": _iso(change.at),
         }
-        for c in changes
+        for change, from_code, to_code in session.execute(query)
     ]
 
 

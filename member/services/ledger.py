@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, select, update
+from sqlalchemy import Select, case, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from member.errors import EntryNotFound, IdempotencyKeyReused, InsufficientPoints, MemberNotFound
@@ -16,7 +15,10 @@ from member.models import LoyaltyAccount, Member, PointsEntry
 from scrm import audit
 from scrm.audit import Actor
 from scrm.clock import utcnow
+from scrm.db import Base
 from scrm.errors import InvalidInput
+
+RowT = TypeVar("RowT", bound=Base)
 
 #: Kinds whose rows are lots (credits that spending consumes).
 LOT_KINDS = ("earn", "adjust")
@@ -116,7 +118,7 @@ def earn(
         expires_at=expires_at,
         detail=detail,
     )
-    _insert(session, entry, member_id=member_id)
+    entry = _insert(session, entry)
     if pending:
         account.points_pending += points
     else:
@@ -161,7 +163,7 @@ def spend(
         key=key,
         detail=detail,
     )
-    _insert(session, entry, member_id=member_id)
+    entry = _insert(session, entry)
     _consume(session, member_id, points)
     account.points_balance -= points
     account.updated_at = utcnow()
@@ -219,7 +221,7 @@ def reverse(
         ref_entry_id=lot.id,
         detail={**(detail or {}), "requested": points, "reversed": taken, "shortfall": shortfall},
     )
-    _insert(session, entry, member_id=member_id)
+    entry = _insert(session, entry)
     if state == "pending":
         lot.remaining = (lot.remaining or 0) - taken
         account.points_pending -= taken
@@ -404,15 +406,32 @@ def _replayed(session: Session, key: str, *, member_id: int, delta: int) -> Poin
     return existing
 
 
-def _insert(session: Session, entry: PointsEntry, *, member_id: int) -> None:
-    # The account lock serialises one member's writers; a key reused across members still races on the
-    # unique index, and the loser gets a 409 instead of a 500.
-    try:
-        with session.begin_nested():
-            session.add(entry)
-            session.flush()
-    except IntegrityError:
-        raise IdempotencyKeyReused(details={"key": entry.key}) from None
+def _insert(session: Session, entry: PointsEntry) -> PointsEntry:
+    """`entry` written, as the persistent row; a key another writer already holds raises IdempotencyKeyReused.
+
+    The account lock serialises one member's writers; a key reused across members still races on the unique
+    index, and the loser gets a 409 instead of a 500.
+    """
+    written = insert_unless_exists(session, entry, conflict_on=("key",))
+    if written is None:
+        raise IdempotencyKeyReused(details={"key": entry.key})
+    return written
+
+
+def insert_unless_exists(session: Session, row: RowT, *, conflict_on: tuple[str, ...]) -> RowT | None:
+    """Write the transient `row` and return it as persistent, or None when a row with the same `conflict_on`
+    columns exists (or a concurrent transaction commits one first).
+
+    Why not a savepoint around `session.add` + flush: `INSERT … ON CONFLICT DO NOTHING RETURNING` is one round
+    trip where SAVEPOINT, INSERT and RELEASE are three, on the hot path of every order and ledger write.
+    """
+    mapper = inspect(type(row))
+    values = {attr.key: value for attr in mapper.column_attrs if (value := getattr(row, attr.key)) is not None}
+    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        builder(type(row)).values(values).on_conflict_do_nothing(index_elements=list(conflict_on)).returning(type(row))
+    )
+    return session.scalars(statement).one_or_none()
 
 
 def _consume(session: Session, member_id: int, points: int, *, prefer_lot_id: int | None = None) -> None:

@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from member import signals
 from member.errors import MemberNotFound, OrderConflict, OrderNotFound, RefundTooLarge
-from member.models import Member, Order, OrderRefund
+from member.models import LoyaltySettings, Member, Order, OrderRefund, Tier
 from member.services import ledger, tiers
 from member.services.loyalty_rules import get_settings, order_points
 from scrm import audit
@@ -70,7 +69,11 @@ def place_order(
     if member is None:
         raise MemberNotFound()
     # Lock the member's account first: one member's orders, refunds and ledger writes queue up behind it.
-    ledger.lock_account(session, member_id)
+    account = ledger.lock_account(session, member_id)
+    # Held for the whole call: the session's identity map is weak, so while these locals live, the tier
+    # evaluation below reads the settings and the current tier from it instead of querying them again.
+    settings = get_settings(session)
+    tier = None if account.tier_id is None else session.get(Tier, account.tier_id)
     order = Order(
         source=source,
         external_id=external_id,
@@ -80,21 +83,19 @@ def place_order(
         items=items,
         status="paid",
     )
-    try:
-        with session.begin_nested():
-            session.add(order)
-            session.flush()
-    except IntegrityError:
+    written = ledger.insert_unless_exists(session, order, conflict_on=("source", "external_id"))
+    if written is None:
         # A concurrent delivery of the same order committed first.
         winner = _find(session, source, external_id)
         if winner is None:
-            raise
+            raise OrderConflict(details={"source": source, "external_id": external_id})
         return _replay(winner, member_id=member_id, amount_fen=amount_fen, paid_at=paid_at, items=items), False
+    order = written
     # Rule-based tags ("ordered in the last N days") read this, not the orders table.
     if member.last_order_at is None or paid_at > member.last_order_at:
         member.last_order_at = paid_at
     if earn_points:
-        _earn_for_order(session, order)
+        _earn_for_order(session, order, settings=settings, tier=tier)
     tiers.evaluate_member(session, member_id=member_id, allow_downgrade=False)
     if actor is not None:
         audit.record(
@@ -109,9 +110,7 @@ def place_order(
     return order, True
 
 
-def _earn_for_order(session: Session, order: Order) -> None:
-    settings = get_settings(session)
-    tier = tiers.tier_for_member(session, order.member_id)
+def _earn_for_order(session: Session, order: Order, *, settings: LoyaltySettings, tier: Tier | None) -> None:
     points = order_points(
         order.amount_fen,
         points_per_yuan=settings.points_per_yuan,

@@ -71,13 +71,14 @@ def tier_for_member(session: Session, member_id: int) -> Tier | None:
 def qualifying_metrics(session: Session, member_id: int, *, now: datetime) -> dict[str, int]:
     """The member's last-12-months net spend (fen) and points earned (credits not reversed)."""
     since = now - LOOKBACK
-    spend = session.scalar(
-        select(func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0)).where(
-            Order.member_id == member_id, Order.paid_at > since, Order.paid_at <= now
-        )
+    spend = (
+        select(func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0))
+        .where(Order.member_id == member_id, Order.paid_at > since, Order.paid_at <= now)
+        .scalar_subquery()
     )
-    points = session.scalar(
-        select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+    points = (
+        select(func.coalesce(func.sum(PointsEntry.delta), 0))
+        .where(
             PointsEntry.member_id == member_id,
             # Credits, less what member merges moved away (debits with source "merge"): earned points follow
             # a merge to the survivor and come back on unmerge.
@@ -88,8 +89,10 @@ def qualifying_metrics(session: Session, member_id: int, *, now: datetime) -> di
             PointsEntry.state != "reversed",
             PointsEntry.created_at > since,
         )
+        .scalar_subquery()
     )
-    return {"spend_fen": int(spend or 0), "points": max(int(points or 0), 0)}
+    row = session.execute(select(spend.label("spend_fen"), points.label("points"))).one()
+    return {"spend_fen": int(row.spend_fen or 0), "points": max(int(row.points or 0), 0)}
 
 
 def qualifying_tier(session: Session, member_id: int, *, now: datetime) -> Tier | None:
