@@ -13,7 +13,7 @@ from member import signals
 from member.legacy.errors import UnreadableFile
 from member.legacy.models import ImportBatch
 from member.legacy.services.batches import IMPORT_CHUNK, batch_reader, mark_failed
-from member.legacy.services.binding import bind_batch, bind_verified_phone
+from member.legacy.services.binding import bind_batch, bind_verified_phone, follow_merge, follow_unmerge
 from member.legacy.services.dryrun import dry_run
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS
@@ -122,3 +122,15 @@ def bind_on_phone_verified(
             {"member_id": member_id, "phone": phone, "method": method, "at": at.isoformat()},
             key=f"legacy:bind-phone:{member_id}:{at.isoformat()}",
         )
+
+
+@signals.members_merged.connect
+def move_bindings_on_merge(survivor_id: int, *, session: Session, merge_id: int, **_: Any) -> None:
+    """A merged member's legacy bindings follow it to the survivor, in the merge's transaction."""
+    follow_merge(session, merge_id=merge_id)
+
+
+@signals.members_unmerged.connect
+def return_bindings_on_unmerge(survivor_id: int, *, session: Session, merge_id: int, **_: Any) -> None:
+    """An unmerge gives the source member back the legacy bindings its merge moved."""
+    follow_unmerge(session, merge_id=merge_id)

@@ -285,3 +285,30 @@ def test_twenty_concurrent_verifications_of_one_phone_bind_once(committed_app):
         assert session.scalar(select(func.count()).select_from(LegacyBinding)) == 1
         assert session.scalar(select(func.count()).select_from(BindingConflict)) == 0
         assert session.scalar(select(LegacyMember.bound_member_id)) == member_id
+
+
+def test_a_member_merge_carries_the_legacy_binding_and_an_unmerge_brings_it_back(app, session, factories):
+    from member.services.merge import merge_members, unmerge_members
+
+    session.add(Tier(code="gold", name="gold", rank=1, threshold_kind="points", threshold=1000))
+    session.flush()
+    make_record(session, make_batch(session), "L1", points=300)
+    bound, survivor = factories.MemberFactory(), factories.MemberFactory()
+    verify(session, bound)
+    [binding] = bindings(session)
+    assert binding.member_id == bound.id
+
+    merge = merge_members(session, survivor_id=survivor.id, source_id=bound.id, actor=STAFF, reason="same person")
+    assert binding.member_id == survivor.id
+    assert legacy_history(session, survivor.id)["legacy_ids"] == ["L1"]
+    assert legacy_history(session, bound.id)["legacy_ids"] == []
+    assert ledger.balance(session, survivor.id) == 300  # the carried points moved with the loyalty merge
+    # The signal delivered twice (a retried merge) moves nothing more.
+    signals.members_merged.send(survivor.id, session=session, source_id=bound.id, merge_id=merge.id)
+    assert merge.moved["legacy_bindings"]["bindings"] == [binding.id]
+
+    unmerge_members(session, merge.id, actor=STAFF, reason="two people after all")
+    assert binding.member_id == bound.id
+    assert legacy_history(session, bound.id)["legacy_ids"] == ["L1"]
+    assert legacy_history(session, survivor.id)["legacy_ids"] == []
+    assert ledger.balance(session, bound.id) == 300
