@@ -22,6 +22,8 @@ from scrm.clock import utcnow
 
 #: The method recorded when a bind pass after an import finds a member who verified earlier.
 EARLIER_VERIFICATION = "earlier"
+#: Verified members whose legacy rows the bind pass locks and reads at once.
+BIND_PASS_GROUP = 500
 
 
 @dataclass(frozen=True)
@@ -49,35 +51,84 @@ def bind_verified_phone(
     open conflict) the first one made. A phone verified by SMS code passes an open second check of the
     same member.
     """
-    at = at or utcnow()
-    rows = list(
+    rows, previous_binds = _lock_records(session, [phone])
+    return _decide(
+        session,
+        member_id=member_id,
+        phone=phone,
+        method=method,
+        at=at or utcnow(),
+        policy=policy,
+        rows=rows.get(phone, []),
+        queued=None,
+        previous_binds=previous_binds,
+    )
+
+
+def _lock_records(session: Session, phones: list[str]) -> tuple[dict[str, list[LegacyMember]], dict[int, int]]:
+    """Lock the phones' legacy rows (in id order, as every bind does) and count each row's earlier bindings.
+
+    The count rides along in the locking read, so a bind needs no query of its own for its ledger key.
+    """
+    previous = (
+        select(func.count(LegacyBinding.id))
+        .where(LegacyBinding.legacy_member_id == LegacyMember.id)
+        .correlate(LegacyMember)
+        .scalar_subquery()
+    )
+    found = session.execute(
+        select(LegacyMember, previous)
+        .where(LegacyMember.phone.in_(phones), LegacyMember.status != "merged")
+        .order_by(LegacyMember.id)
+        .with_for_update(of=LegacyMember)
+        .execution_options(populate_existing=True)
+    ).all()
+    rows: dict[str, list[LegacyMember]] = {}
+    previous_binds: dict[int, int] = {}
+    for record, count in found:
+        rows.setdefault(record.phone, []).append(record)
+        previous_binds[record.id] = int(count or 0)
+    return rows, previous_binds
+
+
+def _queued(session: Session, phones: list[str], member_ids: list[int]) -> list[BindingConflict]:
+    """The phones' open conflicts and the members' refused ones, locked, in one read."""
+    return list(
         session.scalars(
-            select(LegacyMember)
-            .where(LegacyMember.phone == phone, LegacyMember.status != "merged")
-            .order_by(LegacyMember.id)
+            select(BindingConflict)
+            .where(
+                BindingConflict.phone.in_(phones),
+                (BindingConflict.status == "open")
+                | ((BindingConflict.status == "rejected") & BindingConflict.member_id.in_(member_ids)),
+            )
+            .order_by(BindingConflict.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     )
+
+
+def _decide(
+    session: Session,
+    *,
+    member_id: int,
+    phone: str,
+    method: str,
+    at: datetime,
+    policy: BindPolicy,
+    rows: list[LegacyMember],
+    queued: list[BindingConflict] | None,
+    previous_binds: dict[int, int],
+) -> BindOutcome:
+    """Bind or queue, given the phone's locked legacy rows and (None: read them now) its queued conflicts."""
     if not rows:
         return BindOutcome("no_record")
     mine = [row for row in rows if row.status == "bound" and row.bound_member_id == member_id]
     if mine:
         binding = active_binding(session, mine[0].id)
         return BindOutcome("already_bound", binding_id=binding.id if binding else None)
-    # The phone's open conflict, and this member's refused ones, in one read.
-    queued = list(
-        session.scalars(
-            select(BindingConflict)
-            .where(
-                BindingConflict.phone == phone,
-                (BindingConflict.status == "open")
-                | ((BindingConflict.status == "rejected") & (BindingConflict.member_id == member_id)),
-            )
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    )
+    if queued is None:
+        queued = _queued(session, [phone], [member_id])
     open_conflict = next((c for c in queued if c.status == "open"), None)
     if open_conflict is not None:
         if (
@@ -140,7 +191,15 @@ def bind_verified_phone(
             via=method,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
-    binding = bind_records(session, [record], member_id=member_id, via="auto", conflict_id=None, at=at)
+    binding = bind_records(
+        session,
+        [record],
+        member_id=member_id,
+        via="auto",
+        conflict_id=None,
+        at=at,
+        previous_binds=previous_binds.get(record.id),
+    )
     return BindOutcome("bound", binding_id=binding.id)
 
 
@@ -188,10 +247,15 @@ def bind_records(
     via: str,
     conflict_id: int | None,
     at: datetime,
+    previous_binds: int | None = None,
 ) -> LegacyBinding:
-    """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over."""
+    """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over.
+
+    `previous_binds`: how many bindings the primary had before, when the caller read it under the row lock.
+    """
     primary, merged = records[0], records[1:]
-    previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
+    if previous_binds is None:
+        previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
     binding = LegacyBinding(
         legacy_member_id=primary.id,
         member_id=member_id,
@@ -287,11 +351,32 @@ def bind_batch(
         .order_by(Member.id)
     ).all()
     counts: Counter[str] = Counter()
-    for member_id, phone in pairs:
-        outcome = bind_verified_phone(
-            session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
-        )
-        counts[outcome.status] += 1
+    for start in range(0, len(pairs), BIND_PASS_GROUP):
+        group = pairs[start : start + BIND_PASS_GROUP]
+        # One locking read of the group's legacy rows and one of its conflicts, instead of two per phone.
+        rows, previous_binds = _lock_records(session, sorted({phone for _, phone in group}))
+        queued = _queued(session, sorted(rows), [member_id for member_id, _ in group])
+        seen: set[str] = set()
+        for member_id, phone in group:
+            if phone in seen:
+                # A second member on the same phone: the first one's bind or conflict changed what it reads.
+                outcome = bind_verified_phone(
+                    session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
+                )
+            else:
+                seen.add(phone)
+                outcome = _decide(
+                    session,
+                    member_id=member_id,
+                    phone=phone,
+                    method=EARLIER_VERIFICATION,
+                    at=at,
+                    policy=policy,
+                    rows=rows.get(phone, []),
+                    queued=[c for c in queued if c.phone == phone and (c.status == "open" or c.member_id == member_id)],
+                    previous_binds=previous_binds,
+                )
+            counts[outcome.status] += 1
     batch = session.get(ImportBatch, batch_id)
     if batch is not None:
         in_batch = LegacyMember.batch_id == batch_id
