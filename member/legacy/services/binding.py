@@ -119,8 +119,13 @@ def _decide(
     rows: list[LegacyMember],
     queued: list[BindingConflict] | None,
     previous_binds: dict[int, int],
+    deferred: list[BindingConflict] | None = None,
 ) -> BindOutcome:
-    """Bind or queue, given the phone's locked legacy rows and (None: read them now) its queued conflicts."""
+    """Bind or queue, given the phone's locked legacy rows and (None: read them now) its queued conflicts.
+
+    With `deferred`, a new conflict is appended there for the caller to insert with others (its outcome has
+    no conflict id yet) instead of being inserted at once.
+    """
     if not rows:
         return BindOutcome("no_record")
     mine = [row for row in rows if row.status == "bound" and row.bound_member_id == member_id]
@@ -161,6 +166,7 @@ def _decide(
             holder_member_id=elsewhere[0].bound_member_id,
             reasons=[],
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
     if len(rows) > 1:
@@ -173,6 +179,7 @@ def _decide(
             holder_member_id=None,
             reasons=[],
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
     record = rows[0]
@@ -189,6 +196,7 @@ def _decide(
             holder_member_id=None,
             reasons=reasons,
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
     binding = bind_records(
@@ -213,6 +221,7 @@ def _queue(
     holder_member_id: int | None,
     reasons: list[str],
     via: str,
+    deferred: list[BindingConflict] | None = None,
 ) -> BindingConflict:
     conflict = BindingConflict(
         phone=phone,
@@ -224,6 +233,9 @@ def _queue(
         verified_via=via,
         resolution={},
     )
+    if deferred is not None:
+        deferred.append(conflict)
+        return conflict
     try:
         with session.begin_nested():
             session.add(conflict)
@@ -351,15 +363,19 @@ def bind_batch(
         .order_by(Member.id)
     ).all()
     counts: Counter[str] = Counter()
+    # Held for the whole pass, so every bind finds the tiers and loyalty settings in the session.
+    loaded = carryover.preload(session)
     for start in range(0, len(pairs), BIND_PASS_GROUP):
         group = pairs[start : start + BIND_PASS_GROUP]
         # One locking read of the group's legacy rows and one of its conflicts, instead of two per phone.
         rows, previous_binds = _lock_records(session, sorted({phone for _, phone in group}))
         queued = _queued(session, sorted(rows), [member_id for member_id, _ in group])
+        deferred: list[BindingConflict] = []
         seen: set[str] = set()
         for member_id, phone in group:
             if phone in seen:
                 # A second member on the same phone: the first one's bind or conflict changed what it reads.
+                _insert_conflicts(session, deferred, counts, policy=policy, at=at)
                 outcome = bind_verified_phone(
                     session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
                 )
@@ -375,8 +391,13 @@ def bind_batch(
                     rows=rows.get(phone, []),
                     queued=[c for c in queued if c.phone == phone and (c.status == "open" or c.member_id == member_id)],
                     previous_binds=previous_binds,
+                    deferred=deferred,
                 )
+                if outcome.status == "conflict" and outcome.conflict_id is None:
+                    continue  # counted once inserted
             counts[outcome.status] += 1
+        _insert_conflicts(session, deferred, counts, policy=policy, at=at)
+    del loaded
     batch = session.get(ImportBatch, batch_id)
     if batch is not None:
         in_batch = LegacyMember.batch_id == batch_id
@@ -392,6 +413,35 @@ def bind_batch(
         batch.report = {**(batch.report or {}), "bind_pass": dict(counts)}
     session.flush()
     return dict(counts)
+
+
+def _insert_conflicts(
+    session: Session, deferred: list[BindingConflict], counts: Counter[str], *, policy: BindPolicy, at: datetime
+) -> None:
+    """Insert the bind pass's new conflicts in one flush, or (one raced in) decide their phones one by one."""
+    if not deferred:
+        return
+    pending = list(deferred)
+    deferred.clear()
+    try:
+        with session.begin_nested():
+            session.add_all(pending)
+            session.flush()
+    except IntegrityError:
+        # Another transaction queued one of these phones first (possible only without the row locks, e.g.
+        # SQLite); the savepoint is gone, so each phone is decided again on its own.
+        for conflict in pending:
+            outcome = bind_verified_phone(
+                session,
+                member_id=conflict.member_id,
+                phone=conflict.phone,
+                method=conflict.verified_via,
+                at=at,
+                policy=policy,
+            )
+            counts[outcome.status] += 1
+        return
+    counts["conflict"] += len(pending)
 
 
 def preview_bind(
