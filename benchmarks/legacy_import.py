@@ -212,8 +212,10 @@ def seed_verified_members(url: str, rows: int, members: int) -> None:
         )
 
 
-def bind_latency(url: str, rows: int, samples: int) -> list[float]:
-    """Milliseconds per verification transaction (member phone set, `phone_verified` sent, bind, commit)."""
+def bind_latency(url: str, rows: int, samples: int) -> tuple[list[float], list[int]]:
+    """Milliseconds and SQL statements per verification transaction (phone set, `phone_verified` sent, bind, commit)."""
+    from sqlalchemy import event
+
     from member import signals
     from member.models import Member
     from scrm.clock import utcnow
@@ -221,8 +223,15 @@ def bind_latency(url: str, rows: int, samples: int) -> list[float]:
     logging.getLogger("member.legacy.carryover").setLevel(logging.ERROR)
     app = _app(url)
     db = app.extensions["scrm"].db
+    statements = [0]
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def count(*_args: object) -> None:
+        statements[0] += 1
+
     picks = random.Random(11).sample(range(rows), samples)
     timings: list[float] = []
+    counts: list[int] = []
     with app.app_context():
         for i in picks:
             phone = "+86" + phone_of(i)
@@ -233,13 +242,15 @@ def bind_latency(url: str, rows: int, samples: int) -> list[float]:
                 session.add(member)
                 session.flush()
             started = time.perf_counter()
+            statements[0] = 0
             with db.transaction() as session:
                 member = session.get(Member, member.id)
                 member.phone, member.phone_verified_at = phone, utcnow()
                 session.flush()
                 signals.phone_verified.send(member.id, session=session, phone=phone, method="wechat", at=utcnow())
             timings.append((time.perf_counter() - started) * 1000)
-    return timings
+            counts.append(statements[0])
+    return timings, counts
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -303,10 +314,11 @@ def main() -> None:
             big = measure(url, 5 * args.rows, args.members, args.chunk_rows, Path(workdir))
             url = fresh_database()
             measure(url, args.rows, args.members, args.chunk_rows, Path(workdir))  # rows for the latency run
-    timings = bind_latency(url, args.rows, args.samples)
+    timings, counts = bind_latency(url, args.rows, args.samples)
     p50, p99 = statistics.median(timings), percentile(timings, 0.99)
     print(
-        f"bind on phone verification against {args.rows:,} legacy rows: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"bind on phone verification against {args.rows:,} legacy rows: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"SQL statements per verification median {statistics.median(counts):.0f} max {max(counts)} "
         f"(loadavg {load_average()})"
     )
     summary = {
@@ -321,6 +333,7 @@ def main() -> None:
         "peak_rss_mb": round(first["peak_rss_mb"], 1),
         "bind_p50_ms": round(p50, 2),
         "bind_p99_ms": round(p99, 2),
+        "bind_statements_median": statistics.median(counts),
     }
     if big is not None:
         summary.update(
