@@ -158,6 +158,10 @@ def apply_prepared(
 
 def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
     """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Grouping millions of phones spills to disk at the default work_mem; this chunk's transaction may
+        # use more (SET LOCAL ends with it).
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     groups = (
         select(LegacyMember.phone, func.count().label("n"))
         .where(LegacyMember.batch_id == batch.id)
