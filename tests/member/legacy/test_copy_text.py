@@ -1,4 +1,4 @@
-"""The direct COPY path writes awkward text (backslashes, tabs, quotes, JSON escapes) exactly as it was read."""
+"""The direct COPY path: awkward text (backslashes, tabs, quotes, JSON escapes) lands as read; repeated ids do not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from member.legacy.models import LegacyMember
+from member.legacy.models import LegacyMember, LegacyRowError
 from member.legacy.runner import run_import
 from member.legacy.services.batches import open_batch
 
@@ -47,3 +47,26 @@ def test_awkward_text_lands_unchanged_through_the_direct_copy(db, session, tmp_p
     )
     assert second.last_active_at == datetime(2026, 3, 3, 21, 6, 7, tzinfo=UTC)
     assert second.custom_fields == {"备注": "\\N"}
+
+
+def test_an_id_imported_by_an_earlier_chunk_is_reported_not_copied_again(db, session, tmp_path):
+    rows = [
+        ["L1", "13800138001", "甲"],
+        ["L2", "13800138002", "乙"],
+        ["L1", "13800138003", "丙"],
+        ["L3", "13800138004", "丁"],
+    ]
+    path = tmp_path / "repeat.csv"
+    path.write_text("会员编号,手机号,姓名\n" + "".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+    with db.transaction() as tx:
+        batch_id = open_batch(tx, path=path, filename=path.name).batch.id
+    result = run_import(db, batch_id, chunk_rows=2)
+    assert (result.inserted, result.invalid) == (3, 1)
+    kept = session.execute(
+        select(LegacyMember.legacy_id, LegacyMember.name)
+        .where(LegacyMember.batch_id == batch_id)
+        .order_by(LegacyMember.row_number)
+    ).all()
+    assert kept == [("L1", "甲"), ("L2", "乙"), ("L3", "丁")]
+    error = session.scalar(select(LegacyRowError).where(LegacyRowError.batch_id == batch_id))
+    assert (error.row_number, error.reasons) == (4, "duplicate_legacy_id")
