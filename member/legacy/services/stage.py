@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -185,31 +186,24 @@ _DIRECT_COLUMNS = f"batch_id, status, {_COLUMNS_SQL}"
 def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool:
     """COPY a chunk straight into legacy_members when no legacy id repeats (the usual case), like `psql \\copy`.
 
-    A legacy id seen twice inside the chunk, or already imported by an earlier chunk, sends the chunk through
-    the staging table, which keeps the first row of each id and reports the others. Returns whether the rows
-    went in.
-
-    Why a read first and no savepoint around the COPY: inside a subtransaction, each row's foreign-key check
-    must share-lock the batch row this transaction already holds FOR UPDATE, which PostgreSQL records as a
-    new multixact per row and which halved the COPY's speed. The batch row lock keeps other runners out, so
-    ids found absent here stay absent until the COPY.
+    A legacy id seen twice inside the chunk, or already imported by an earlier chunk (the unique key refuses
+    the COPY, rolled back to its savepoint), sends the chunk through the staging table, which keeps the first
+    row of each id and reports the others. Returns whether the rows went in.
     """
-    legacy_ids = [row[1] for row in rows]
-    if len(set(legacy_ids)) < len(rows):
+    if len({row[1] for row in rows}) < len(rows):
         return False
-    taken = session.execute(
-        text("SELECT 1 FROM legacy_members WHERE batch_id = :batch_id AND legacy_id = ANY(:ids) LIMIT 1"),
-        {"batch_id": batch_id, "ids": legacy_ids},
-    ).first()
-    if taken is not None:
-        return False
-    connection = session.connection()
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
-            copy.write(copy_text(batch_id, rows).encode())
-    finally:
-        cursor.close()
+        with session.begin_nested():
+            # Asked for inside the savepoint, so the SAVEPOINT is emitted before the COPY.
+            connection = session.connection()
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
+                    copy.write(copy_text(batch_id, rows).encode())
+            finally:
+                cursor.close()
+    except psycopg.errors.UniqueViolation:
+        return False
     return True
 
 
