@@ -11,9 +11,11 @@ import logging
 from types import ModuleType
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from member.legacy.models import LegacyBinding, LegacyMember
+from member.models import Tier
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,22 @@ def carry_over(
     if done["pending"]:
         log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
+
+
+def preload(session: Session) -> list[Any]:
+    """Load the tiers and loyalty settings every carry-over reads; hold the result to keep them in the session.
+
+    The session's identity map holds objects weakly: while the caller keeps these, each bind of a bind pass
+    finds them there instead of reading them again.
+    """
+    loaded: list[Any] = []
+    tiers = _loyalty("tiers")
+    rules = _loyalty("loyalty_rules")
+    if tiers is not None:
+        loaded.extend(session.scalars(select(Tier)))
+    if rules is not None:
+        loaded.append(rules.get_settings(session))
+    return loaded
 
 
 def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from member import signals
 from member.legacy.errors import UnreadableFile
 from member.legacy.models import ImportBatch
 from member.legacy.services.batches import IMPORT_CHUNK, batch_reader, mark_failed
-from member.legacy.services.binding import bind_batch, bind_verified_phone, follow_merge, follow_unmerge
+from member.legacy.services.binding import bind_batch, bind_verified_phone
 from member.legacy.services.dryrun import dry_run
+from member.legacy.services.merges import follow_merge, follow_unmerge
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS
 from member.legacy.services.stage import apply_chunk

@@ -15,13 +15,15 @@ from member.legacy import carryover
 from member.legacy.errors import BindingAlreadyReversed, BindingNotFound
 from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, LegacyMember
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
-from member.models import Member, MemberMerge
+from member.models import Member
 from scrm import audit
 from scrm.audit import Actor
 from scrm.clock import utcnow
 
 #: The method recorded when a bind pass after an import finds a member who verified earlier.
 EARLIER_VERIFICATION = "earlier"
+#: Verified members whose legacy rows the bind pass locks and reads at once.
+BIND_PASS_GROUP = 500
 
 
 @dataclass(frozen=True)
@@ -49,35 +51,89 @@ def bind_verified_phone(
     open conflict) the first one made. A phone verified by SMS code passes an open second check of the
     same member.
     """
-    at = at or utcnow()
-    rows = list(
+    rows, previous_binds = _lock_records(session, [phone])
+    return _decide(
+        session,
+        member_id=member_id,
+        phone=phone,
+        method=method,
+        at=at or utcnow(),
+        policy=policy,
+        rows=rows.get(phone, []),
+        queued=None,
+        previous_binds=previous_binds,
+    )
+
+
+def _lock_records(session: Session, phones: list[str]) -> tuple[dict[str, list[LegacyMember]], dict[int, int]]:
+    """Lock the phones' legacy rows (in id order, as every bind does) and count each row's earlier bindings.
+
+    The count rides along in the locking read, so a bind needs no query of its own for its ledger key.
+    """
+    previous = (
+        select(func.count(LegacyBinding.id))
+        .where(LegacyBinding.legacy_member_id == LegacyMember.id)
+        .correlate(LegacyMember)
+        .scalar_subquery()
+    )
+    found = session.execute(
+        select(LegacyMember, previous)
+        .where(LegacyMember.phone.in_(phones), LegacyMember.status != "merged")
+        .order_by(LegacyMember.id)
+        .with_for_update(of=LegacyMember)
+        .execution_options(populate_existing=True)
+    ).all()
+    rows: dict[str, list[LegacyMember]] = {}
+    previous_binds: dict[int, int] = {}
+    for record, count in found:
+        rows.setdefault(record.phone, []).append(record)
+        previous_binds[record.id] = int(count or 0)
+    return rows, previous_binds
+
+
+def _queued(session: Session, phones: list[str], member_ids: list[int]) -> list[BindingConflict]:
+    """The phones' open conflicts and the members' refused ones, locked, in one read."""
+    return list(
         session.scalars(
-            select(LegacyMember)
-            .where(LegacyMember.phone == phone, LegacyMember.status != "merged")
-            .order_by(LegacyMember.id)
+            select(BindingConflict)
+            .where(
+                BindingConflict.phone.in_(phones),
+                (BindingConflict.status == "open")
+                | ((BindingConflict.status == "rejected") & BindingConflict.member_id.in_(member_ids)),
+            )
+            .order_by(BindingConflict.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     )
+
+
+def _decide(
+    session: Session,
+    *,
+    member_id: int,
+    phone: str,
+    method: str,
+    at: datetime,
+    policy: BindPolicy,
+    rows: list[LegacyMember],
+    queued: list[BindingConflict] | None,
+    previous_binds: dict[int, int],
+    deferred: list[BindingConflict] | None = None,
+) -> BindOutcome:
+    """Bind or queue, given the phone's locked legacy rows and (None: read them now) its queued conflicts.
+
+    With `deferred`, a new conflict is appended there for the caller to insert with others (its outcome has
+    no conflict id yet) instead of being inserted at once.
+    """
     if not rows:
         return BindOutcome("no_record")
     mine = [row for row in rows if row.status == "bound" and row.bound_member_id == member_id]
     if mine:
         binding = active_binding(session, mine[0].id)
         return BindOutcome("already_bound", binding_id=binding.id if binding else None)
-    # The phone's open conflict, and this member's refused ones, in one read.
-    queued = list(
-        session.scalars(
-            select(BindingConflict)
-            .where(
-                BindingConflict.phone == phone,
-                (BindingConflict.status == "open")
-                | ((BindingConflict.status == "rejected") & (BindingConflict.member_id == member_id)),
-            )
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    )
+    if queued is None:
+        queued = _queued(session, [phone], [member_id])
     open_conflict = next((c for c in queued if c.status == "open"), None)
     if open_conflict is not None:
         if (
@@ -110,6 +166,7 @@ def bind_verified_phone(
             holder_member_id=elsewhere[0].bound_member_id,
             reasons=[],
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
     if len(rows) > 1:
@@ -122,6 +179,7 @@ def bind_verified_phone(
             holder_member_id=None,
             reasons=[],
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
     record = rows[0]
@@ -138,9 +196,18 @@ def bind_verified_phone(
             holder_member_id=None,
             reasons=reasons,
             via=method,
+            deferred=deferred,
         )
         return BindOutcome("conflict", conflict_id=conflict.id)
-    binding = bind_records(session, [record], member_id=member_id, via="auto", conflict_id=None, at=at)
+    binding = bind_records(
+        session,
+        [record],
+        member_id=member_id,
+        via="auto",
+        conflict_id=None,
+        at=at,
+        previous_binds=previous_binds.get(record.id),
+    )
     return BindOutcome("bound", binding_id=binding.id)
 
 
@@ -154,6 +221,7 @@ def _queue(
     holder_member_id: int | None,
     reasons: list[str],
     via: str,
+    deferred: list[BindingConflict] | None = None,
 ) -> BindingConflict:
     conflict = BindingConflict(
         phone=phone,
@@ -165,6 +233,9 @@ def _queue(
         verified_via=via,
         resolution={},
     )
+    if deferred is not None:
+        deferred.append(conflict)
+        return conflict
     try:
         with session.begin_nested():
             session.add(conflict)
@@ -188,10 +259,15 @@ def bind_records(
     via: str,
     conflict_id: int | None,
     at: datetime,
+    previous_binds: int | None = None,
 ) -> LegacyBinding:
-    """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over."""
+    """Bind `records` (the first is the primary; the rest were merged into it) to the member and carry them over.
+
+    `previous_binds`: how many bindings the primary had before, when the caller read it under the row lock.
+    """
     primary, merged = records[0], records[1:]
-    previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
+    if previous_binds is None:
+        previous_binds = session.scalar(select(func.count()).where(LegacyBinding.legacy_member_id == primary.id)) or 0
     binding = LegacyBinding(
         legacy_member_id=primary.id,
         member_id=member_id,
@@ -287,11 +363,41 @@ def bind_batch(
         .order_by(Member.id)
     ).all()
     counts: Counter[str] = Counter()
-    for member_id, phone in pairs:
-        outcome = bind_verified_phone(
-            session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
-        )
-        counts[outcome.status] += 1
+    # Held for the whole pass, so every bind finds the tiers and loyalty settings in the session.
+    loaded = carryover.preload(session)
+    for start in range(0, len(pairs), BIND_PASS_GROUP):
+        group = pairs[start : start + BIND_PASS_GROUP]
+        # One locking read of the group's legacy rows and one of its conflicts, instead of two per phone.
+        rows, previous_binds = _lock_records(session, sorted({phone for _, phone in group}))
+        queued = _queued(session, sorted(rows), [member_id for member_id, _ in group])
+        deferred: list[BindingConflict] = []
+        seen: set[str] = set()
+        for member_id, phone in group:
+            if phone in seen:
+                # A second member on the same phone: the first one's bind or conflict changed what it reads.
+                _insert_conflicts(session, deferred, counts, policy=policy, at=at)
+                outcome = bind_verified_phone(
+                    session, member_id=member_id, phone=phone, method=EARLIER_VERIFICATION, at=at, policy=policy
+                )
+            else:
+                seen.add(phone)
+                outcome = _decide(
+                    session,
+                    member_id=member_id,
+                    phone=phone,
+                    method=EARLIER_VERIFICATION,
+                    at=at,
+                    policy=policy,
+                    rows=rows.get(phone, []),
+                    queued=[c for c in queued if c.phone == phone and (c.status == "open" or c.member_id == member_id)],
+                    previous_binds=previous_binds,
+                    deferred=deferred,
+                )
+                if outcome.status == "conflict" and outcome.conflict_id is None:
+                    continue  # counted once inserted
+            counts[outcome.status] += 1
+        _insert_conflicts(session, deferred, counts, policy=policy, at=at)
+    del loaded
     batch = session.get(ImportBatch, batch_id)
     if batch is not None:
         in_batch = LegacyMember.batch_id == batch_id
@@ -307,6 +413,35 @@ def bind_batch(
         batch.report = {**(batch.report or {}), "bind_pass": dict(counts)}
     session.flush()
     return dict(counts)
+
+
+def _insert_conflicts(
+    session: Session, deferred: list[BindingConflict], counts: Counter[str], *, policy: BindPolicy, at: datetime
+) -> None:
+    """Insert the bind pass's new conflicts in one flush, or (one raced in) decide their phones one by one."""
+    if not deferred:
+        return
+    pending = list(deferred)
+    deferred.clear()
+    try:
+        with session.begin_nested():
+            session.add_all(pending)
+            session.flush()
+    except IntegrityError:
+        # Another transaction queued one of these phones first (possible only without the row locks, e.g.
+        # SQLite); the savepoint is gone, so each phone is decided again on its own.
+        for conflict in pending:
+            outcome = bind_verified_phone(
+                session,
+                member_id=conflict.member_id,
+                phone=conflict.phone,
+                method=conflict.verified_via,
+                at=at,
+                policy=policy,
+            )
+            counts[outcome.status] += 1
+        return
+    counts["conflict"] += len(pending)
 
 
 def preview_bind(
@@ -358,63 +493,3 @@ def preview_bind(
         "already_bound": already,
         "would_queue_conflicts": matches - binds - already,
     }
-
-
-#: Keys of a member merge's `moved` record that this module writes.
-MERGE_MOVED_KEY = "legacy_bindings"
-UNMERGE_RETURNED_KEY = "legacy_bindings_returned"
-
-
-def follow_merge(session: Session, *, merge_id: int) -> dict[str, list[int]]:
-    """Move the merged member's legacy bindings (active and reversed, so its history travels) and the legacy
-    records bound to it over to the survivor.
-
-    Records the ids under the merge's `moved["legacy_bindings"]`; a second run moves nothing more. Points the
-    bindings carried are moved by the loyalty merge, like any other lot.
-    """
-    merge = session.get(MemberMerge, merge_id)
-    if merge is None:
-        return {"bindings": [], "records": []}
-    if MERGE_MOVED_KEY in merge.moved:
-        return dict(merge.moved[MERGE_MOVED_KEY])
-    moved = {
-        "bindings": _reassign(session, LegacyBinding, LegacyBinding.member_id, merge.source_id, merge.survivor_id),
-        "records": _reassign(session, LegacyMember, LegacyMember.bound_member_id, merge.source_id, merge.survivor_id),
-    }
-    merge.moved = {**merge.moved, MERGE_MOVED_KEY: moved}
-    session.flush()
-    return moved
-
-
-def follow_unmerge(session: Session, *, merge_id: int) -> dict[str, list[int]]:
-    """Give the source member back the legacy bindings and records its merge moved (those still on the survivor)."""
-    merge = session.get(MemberMerge, merge_id)
-    if merge is None or MERGE_MOVED_KEY not in merge.moved:
-        return {"bindings": [], "records": []}
-    if UNMERGE_RETURNED_KEY in merge.moved:
-        return dict(merge.moved[UNMERGE_RETURNED_KEY])
-    moved = merge.moved[MERGE_MOVED_KEY]
-    returned = {
-        "bindings": _reassign(
-            session, LegacyBinding, LegacyBinding.member_id, merge.survivor_id, merge.source_id, moved["bindings"]
-        ),
-        "records": _reassign(
-            session, LegacyMember, LegacyMember.bound_member_id, merge.survivor_id, merge.source_id, moved["records"]
-        ),
-    }
-    merge.moved = {**merge.moved, UNMERGE_RETURNED_KEY: returned}
-    session.flush()
-    return returned
-
-
-def _reassign(
-    session: Session, model: Any, column: Any, from_id: int, to_id: int, only_ids: list[int] | None = None
-) -> list[int]:
-    """Point `model.column` from one member to another (locking the rows), optionally only for `only_ids`."""
-    query = select(model).where(column == from_id).order_by(model.id).with_for_update()
-    if only_ids is not None:
-        query = query.where(model.id.in_(only_ids))
-    rows = session.scalars(query).all()
-    for row in rows:
-        setattr(row, column.key, to_id)
-    return [row.id for row in rows]

@@ -158,6 +158,10 @@ def apply_prepared(
 
 def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
     """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Grouping millions of phones spills to disk at the default work_mem; this chunk's transaction may
+        # use more (SET LOCAL ends with it).
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     groups = (
         select(LegacyMember.phone, func.count().label("n"))
         .where(LegacyMember.batch_id == batch.id)
@@ -195,15 +199,46 @@ def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
-                    write = copy.write_row
-                    head = (batch_id, "unbound")
-                    for row in rows:
-                        write(head + row)
+                    copy.write(copy_text(batch_id, rows).encode())
             finally:
                 cursor.close()
     except psycopg.errors.UniqueViolation:
         return False
     return True
+
+
+# COPY's text format: backslash, tab, newline and carriage return escaped; \N is NULL.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def copy_text(batch_id: int, rows: list[NormalRow]) -> str:
+    """The rows as COPY text for `_DIRECT_COLUMNS`, built with one f-string per row.
+
+    Cheaper per row than `write_row`'s per-value adaptation, which matters on a machine whose cores the
+    database shares: the client's CPU time is the import's cost above `psql \\copy`.
+    """
+    escapes = _COPY_ESCAPES
+    null = _COPY_NULL
+    stamps: dict[datetime, str] = {}
+
+    def stamp(value: datetime | None) -> str:
+        if value is None:
+            return null
+        text = stamps.get(value)
+        if text is None:
+            text = stamps[value] = value.isoformat(sep=" ")
+        return text
+
+    head = f"{batch_id}\tunbound\t"
+    lines = [
+        f"{head}{row_number}\t{legacy_id.translate(escapes)}\t{phone}\t"
+        f"{null if name is None else name.translate(escapes)}\t"
+        f"{null if tier is None else tier.translate(escapes)}\t{points}\t{spend}\t"
+        f"{stamp(joined)}\t{stamp(active)}\t{custom.translate(escapes)}\n"
+        for row_number, legacy_id, phone, name, tier, points, spend, joined, active, custom in rows
+    ]
+    return "".join(lines)
 
 
 def _stage(session: Session, rows: list[NormalRow], dialect: str) -> None:

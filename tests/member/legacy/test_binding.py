@@ -312,3 +312,51 @@ def test_a_member_merge_carries_the_legacy_binding_and_an_unmerge_brings_it_back
     assert legacy_history(session, bound.id)["legacy_ids"] == ["L1"]
     assert legacy_history(session, survivor.id)["legacy_ids"] == []
     assert ledger.balance(session, bound.id) == 300
+
+
+def test_bind_pass_queues_every_kind_of_conflict_once_and_keeps_refusals(app, session, factories):
+    batch = make_batch(session)
+    bound = factories.MemberFactory(phone=PHONE, phone_verified_at=utcnow())
+    make_record(session, batch, "L1")
+    twice = "+8613700137000"
+    two_records = factories.MemberFactory(phone=twice, phone_verified_at=utcnow())
+    make_record(session, batch, "L2", phone=twice)
+    make_record(session, batch, "L3", phone=twice)
+    dormant = factories.MemberFactory(phone="+8613600136000", phone_verified_at=utcnow())
+    make_record(session, batch, "L4", phone="+8613600136000", days_idle=999)
+    refused = factories.MemberFactory(phone="+8613500135000", phone_verified_at=utcnow())
+    refused_record = make_record(session, batch, "L5", phone="+8613500135000")
+    session.add(
+        BindingConflict(
+            phone="+8613500135000",
+            kind="second_check",
+            status="rejected",
+            member_id=refused.id,
+            candidate_ids=[refused_record.id],
+            reasons=["dormant"],
+            verified_via="wechat",
+            resolution={"action": "reject"},
+        )
+    )
+    session.flush()
+
+    counts = bind_batch(session, batch.id)
+
+    assert counts == {"bound": 1, "conflict": 2, "rejected": 1}
+    assert [b.member_id for b in bindings(session)] == [bound.id]
+    opened = session.execute(
+        select(BindingConflict.member_id, BindingConflict.kind, BindingConflict.candidate_ids)
+        .where(BindingConflict.status == "open")
+        .order_by(BindingConflict.member_id)
+    ).all()
+    records = {r.legacy_id: r for r in session.scalars(select(LegacyMember))}
+    assert sorted(opened) == sorted(
+        [
+            (two_records.id, "multiple_records", [records["L2"].id, records["L3"].id]),
+            (dormant.id, "second_check", [records["L4"].id]),
+        ]
+    )
+    assert records["L4"].status == "pending_check"
+    # A second pass finds the open conflicts and the refusal again, and queues nothing new.
+    assert bind_batch(session, batch.id) == {"conflict": 1, "rejected": 1}
+    assert session.scalar(select(func.count()).select_from(BindingConflict)) == 3
