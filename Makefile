@@ -6,7 +6,7 @@ SANDBOX_PORT ?= 5055
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint fmt worker sweeper bench-outbox bench-callbacks bench-member clean
+.PHONY: help install run test lint fmt worker sweeper bench-outbox bench-callbacks bench-member bench-legacy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ bench-callbacks: $(STAMP)  ## callback throughput: bare Flask, durable floor, sc
 
 bench-member: $(STAMP)  ## GET /me, the 360 view and a points earn at 1M members, 10M ledger entries (PostgreSQL)
 	$(BIN)/python benchmarks/member.py
+
+bench-legacy: $(STAMP)  ## legacy CSV import (1M rows) vs psql \copy, peak RSS, bind-on-verify latency (PostgreSQL, psql)
+	$(BIN)/python benchmarks/legacy_import.py
 
 clean:  ## remove the virtualenv and the embedded database
 	rm -rf $(VENV) instance
