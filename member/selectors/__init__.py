@@ -13,6 +13,7 @@ from member import sections
 from member.models import ConsentRecord, Member, MemberMerge, MemberTag, Tag, WeChatIdentity
 from member.models.centre import CONSENT_PURPOSES
 from member.phones import mask_phone
+from member.selectors.json_rows import folds_lists, json_rows
 from scrm.errors import InvalidInput
 from scrm.models import AuditEntry
 
@@ -144,16 +145,15 @@ def timeline(
     limit: int = 100,
     identities: list[WeChatIdentity] | None = None,
     consents: list[ConsentRecord] | None = None,
+    audit_rows: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Events about the member, newest first: audit rows, follows, phone verification, consents, tags.
-    `identities` and `consents` save their queries when the caller has them already."""
+    `identities`, `consents` and `audit_rows` (the newest `limit` of `_audit_query`) save their queries when the
+    caller has them already."""
     events: list[dict[str, Any]] = []
-    for entry in session.scalars(
-        select(AuditEntry)
-        .where(AuditEntry.target_type == "member", AuditEntry.target_id == str(member_id))
-        .order_by(AuditEntry.id.desc())
-        .limit(limit)
-    ):
+    if audit_rows is None:
+        audit_rows = list(session.scalars(_audit_query(member_id, limit)))
+    for entry in audit_rows:
         events.append({"at": entry.at, "kind": entry.action, "actor": entry.actor_type, "detail": {}})
     for identity in list_identities(session, member_id) if identities is None else identities:
         for kind, at in (
@@ -186,23 +186,91 @@ def timeline(
     return events[:limit]
 
 
-def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) -> dict[str, Any]:
-    """The 360 view: profile (phone masked unless revealed), identities (openids masked), tags, lifecycle,
-    consents, merges, every section's `staff` block, and the timeline."""
-    identities = list_identities(session, member.id)
-    history = consent_history(session, member.id)
-    merges = session.scalars(
+#: Audit rows the 360 timeline shows at most.
+TIMELINE_LIMIT = 100
+
+
+def _audit_query(member_id: int, limit: int) -> Select[Any]:
+    return (
+        select(AuditEntry)
+        .where(AuditEntry.target_type == "member", AuditEntry.target_id == str(member_id))
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+
+
+def _merges_query(member_id: int) -> Select[Any]:
+    return (
         select(MemberMerge)
-        .where((MemberMerge.survivor_id == member.id) | (MemberMerge.source_id == member.id))
+        .where((MemberMerge.survivor_id == member_id) | (MemberMerge.source_id == member_id))
         .order_by(MemberMerge.id)
     )
+
+
+def _staff_lists_folded(
+    session: Session, member_id: int
+) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
+    """Identities, consent history, tags, merges and the newest audit rows in one round trip (PostgreSQL)."""
+    identities = json_rows(select(WeChatIdentity).where(WeChatIdentity.member_id == member_id), "id")
+    history = json_rows(
+        select(
+            ConsentRecord.id,
+            ConsentRecord.purpose,
+            ConsentRecord.granted,
+            ConsentRecord.policy_version,
+            ConsentRecord.at,
+        ).where(ConsentRecord.member_id == member_id),
+        "id",
+    )
+    tagged = json_rows(
+        select(Tag.id, Tag.name, Tag.kind, MemberTag.added_at)
+        .join(MemberTag, MemberTag.tag_id == Tag.id)
+        .where(MemberTag.member_id == member_id),
+        "name",
+    )
+    merges = json_rows(
+        select(
+            MemberMerge.id,
+            MemberMerge.survivor_id,
+            MemberMerge.source_id,
+            MemberMerge.merged_at,
+            MemberMerge.unmerged_at,
+        ).where((MemberMerge.survivor_id == member_id) | (MemberMerge.source_id == member_id)),
+        "id",
+    )
+    audit_rows = json_rows(
+        _audit_query(member_id, TIMELINE_LIMIT).with_only_columns(
+            AuditEntry.id, AuditEntry.at, AuditEntry.action, AuditEntry.actor_type
+        ),
+        "-id",
+    )
+    lists = (identities, history, tagged, merges, audit_rows)
+    row = session.execute(select(*(rows.column for rows in lists))).one()
+    return tuple(rows.decode(value) for rows, value in zip(lists, row, strict=True))  # type: ignore[return-value]
+
+
+def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) -> dict[str, Any]:
+    """The 360 view: profile (phone masked unless revealed), identities (openids masked), tags, lifecycle,
+    consents, merges, every section's `staff` block, and the timeline.
+
+    On PostgreSQL the member's own lists come in one round trip (`_staff_lists_folded`), elsewhere one query each.
+    """
+    if folds_lists(session):
+        identities, history, tag_rows, merges, audit_rows = _staff_lists_folded(session, member.id)
+        tag_list = [{"id": t.id, "name": t.name, "kind": t.kind, "added_at": t.added_at} for t in tag_rows]
+    else:
+        identities = list_identities(session, member.id)
+        history = consent_history(session, member.id)
+        merges = list(session.scalars(_merges_query(member.id)))
+        tag_list = member_tags(session, member.id)
+        audit_rows = None
     return {
         **profile_view(member, phone=member.phone if reveal_phone else mask_phone(member.phone)),
         "merged_into_id": member.merged_into_id,
         "last_active_at": member.last_active_at,
         "last_order_at": member.last_order_at,
         "identities": jsonable([identity_view(i, masked=True) for i in identities]),
-        "tags": jsonable(member_tags(session, member.id)),
+        "tags": jsonable(tag_list),
         "consents": jsonable(_consent_view(session, member.id, history=history)),
         "merges": jsonable(
             [
@@ -217,7 +285,11 @@ def staff_view(session: Session, member: Member, *, reveal_phone: bool = False) 
             ]
         ),
         "sections": jsonable(sections.read(session, member.id, "staff")),
-        "timeline": jsonable(timeline(session, member.id, identities=identities, consents=history)),
+        "timeline": jsonable(
+            timeline(
+                session, member.id, limit=TIMELINE_LIMIT, identities=identities, consents=history, audit_rows=audit_rows
+            )
+        ),
     }
 
 

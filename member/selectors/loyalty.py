@@ -19,6 +19,7 @@ from member.models import (
     Tier,
     TierChange,
 )
+from member.selectors.json_rows import folds_lists, json_rows
 
 RECENT = 20
 
@@ -80,16 +81,13 @@ def refunds_of(session: Session, order_ids: list[int]) -> dict[int, list[OrderRe
     return out
 
 
-def summary(session: Session, member_id: int) -> dict[str, Any]:
-    """What the member centre shows: balance, pending points, tier, and counts of usable coupons and orders.
-
-    One round trip: the account and its tier are outer-joined to a one-row base (a member without an account
-    still gets a row), the two counts are scalar subqueries.
-    """
+def _summary_query(member_id: int) -> Select[Any]:
+    # The account and its tier are outer-joined to a one-row base (a member without an account still gets a row),
+    # the two counts are scalar subqueries.
     coupons = select(func.count()).where(Coupon.member_id == member_id, Coupon.state == "available").scalar_subquery()
     orders = select(func.count()).where(Order.member_id == member_id).scalar_subquery()
     one = select(literal(1).label("one")).subquery()
-    row = session.execute(
+    return (
         select(
             LoyaltyAccount.points_balance,
             LoyaltyAccount.points_pending,
@@ -102,7 +100,10 @@ def summary(session: Session, member_id: int) -> dict[str, Any]:
         .select_from(one)
         .outerjoin(LoyaltyAccount, LoyaltyAccount.member_id == member_id)
         .outerjoin(Tier, Tier.id == LoyaltyAccount.tier_id)
-    ).one()
+    )
+
+
+def _summary_of(row: Any) -> dict[str, Any]:
     return {
         "points_balance": row.points_balance or 0,
         "points_pending": row.points_pending or 0,
@@ -114,14 +115,42 @@ def summary(session: Session, member_id: int) -> dict[str, Any]:
     }
 
 
+def summary(session: Session, member_id: int) -> dict[str, Any]:
+    """What the member centre shows: balance, pending points, tier, and counts of usable coupons and orders,
+    in one round trip."""
+    return _summary_of(session.execute(_summary_query(member_id)).one())
+
+
 def staff_view(session: Session, member_id: int) -> dict[str, Any]:
-    """The summary plus recent ledger entries, coupons, orders and the tier history."""
+    """The summary plus recent ledger entries, coupons, orders and the tier history: on PostgreSQL in one round
+    trip (each list a JSON array beside the summary), elsewhere one query each."""
+    if not folds_lists(session):
+        return {
+            **summary(session, member_id),
+            "recent_points": [entry_view(e) for e in session.scalars(points_query(member_id).limit(RECENT))],
+            "recent_coupons": recent_coupons(session, member_id),
+            "recent_orders": [order_view(o) for o in session.scalars(orders_query(member_id).limit(RECENT))],
+            "tier_history": tier_history(session, member_id),
+        }
+    points = json_rows(points_query(member_id).limit(RECENT), "-id")
+    coupons = json_rows(_recent_coupons_query(member_id, RECENT), "-id")
+    orders = json_rows(orders_query(member_id).limit(RECENT), "-paid_at", "-id")
+    changes = json_rows(_tier_history_query(member_id, RECENT), "-id")
+    row = session.execute(
+        _summary_query(member_id).add_columns(
+            points.column.label("recent_points"),
+            coupons.column.label("recent_coupons"),
+            orders.column.label("recent_orders"),
+            changes.column.label("tier_history"),
+        )
+    ).one()
     return {
-        **summary(session, member_id),
-        "recent_points": [entry_view(e) for e in session.scalars(points_query(member_id).limit(RECENT))],
-        "recent_coupons": recent_coupons(session, member_id),
-        "recent_orders": [order_view(o) for o in session.scalars(orders_query(member_id).limit(RECENT))],
-        "tier_history": tier_history(session, member_id),
+        **_summary_of(row),
+        "recent_points": [entry_view(e) for e in points.decode(row.recent_points)],
+        # Coupon and template columns do not collide in that query, so one row serves as both.
+        "recent_coupons": [coupon_view(c, c) for c in coupons.decode(row.recent_coupons)],
+        "recent_orders": [order_view(o) for o in orders.decode(row.recent_orders)],
+        "tier_history": [_tier_change_view(c) for c in changes.decode(row.tier_history)],
     }
 
 
@@ -140,40 +169,66 @@ def export_view(session: Session, member_id: int) -> dict[str, Any]:
     }
 
 
-def recent_coupons(session: Session, member_id: int, *, limit: int = RECENT) -> list[dict[str, Any]]:
-    """The member's newest coupons with their templates, in one query."""
-    rows = session.execute(
-        select(Coupon, CouponTemplate)
+def _recent_coupons_query(member_id: int, limit: int) -> Select[Any]:
+    return (
+        select(
+            Coupon.id,
+            Coupon.state,
+            Coupon.valid_from,
+            Coupon.expires_at,
+            Coupon.granted_at,
+            Coupon.redeemed_at,
+            CouponTemplate.code,
+            CouponTemplate.name,
+            CouponTemplate.kind,
+            CouponTemplate.amount_off_fen,
+            CouponTemplate.percent_off,
+            CouponTemplate.min_spend_fen,
+        )
         .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
         .where(Coupon.member_id == member_id)
         .order_by(Coupon.id.desc())
         .limit(limit)
     )
-    return [coupon_view(coupon, template) for coupon, template in rows]
 
 
-def tier_history(session: Session, member_id: int, *, limit: int | None = RECENT) -> list[dict[str, Any]]:
+def recent_coupons(session: Session, member_id: int, *, limit: int = RECENT) -> list[dict[str, Any]]:
+    """The member's newest coupons with their templates, in one query."""
+    return [coupon_view(row, row) for row in session.execute(_recent_coupons_query(member_id, limit))]
+
+
+def _tier_history_query(member_id: int, limit: int | None) -> Select[Any]:
     from_tier = aliased(Tier)
     to_tier = aliased(Tier)
     query = (
-        select(TierChange, from_tier.code, to_tier.code)
+        select(
+            TierChange.id,
+            TierChange.reason,
+            TierChange.source,
+            TierChange.at,
+            from_tier.code.label("from_code"),
+            to_tier.code.label("to_code"),
+        )
         .outerjoin(from_tier, from_tier.id == TierChange.from_tier_id)
         .outerjoin(to_tier, to_tier.id == TierChange.to_tier_id)
         .where(TierChange.member_id == member_id)
         .order_by(TierChange.id.desc())
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return [
-        {
-            "from_tier": from_code,
-            "to_tier": to_code,
-            "reason": change.reason,
-            "source": change.source,
-            "at": _iso(change.at),
-        }
-        for change, from_code, to_code in session.execute(query)
-    ]
+    return query if limit is None else query.limit(limit)
+
+
+def _tier_change_view(change: Any) -> dict[str, Any]:
+    return {
+        "from_tier": change.from_code,
+        "to_tier": change.to_code,
+        "reason": change.reason,
+        "source": change.source,
+        "at": _iso(change.at),
+    }
+
+
+def tier_history(session: Session, member_id: int, *, limit: int | None = RECENT) -> list[dict[str, Any]]:
+    return [_tier_change_view(change) for change in session.execute(_tier_history_query(member_id, limit))]
 
 
 def entry_view(entry: PointsEntry) -> dict[str, Any]:
@@ -195,7 +250,7 @@ def coupon_views(session: Session, coupons: list[Coupon]) -> list[dict[str, Any]
     return [coupon_view(c, templates[c.template_id]) for c in coupons]
 
 
-def coupon_view(coupon: Coupon, template: CouponTemplate) -> dict[str, Any]:
+def coupon_view(coupon: Any, template: Any) -> dict[str, Any]:
     return {
         "id": coupon.id,
         "template_code": template.code,
