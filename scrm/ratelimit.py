@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from scrm.errors import RateLimited
@@ -15,14 +16,15 @@ log = logging.getLogger(__name__)
 class RateLimiter:
     """`hit(key, limit, window_s)` raises RateLimited past `limit` hits in the current window."""
 
-    def __init__(self, redis: Any | None, *, prefix: str = "scrm:rl") -> None:
+    def __init__(self, redis: Any | None, *, prefix: str = "scrm:rl", clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.clock = clock
         self._local: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     def hit(self, key: str, *, limit: int, window_s: int, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         window = int(now // window_s)
         count = self._count_redis(key, window, window_s) if self.redis is not None else None
         if count is None:
