@@ -6,9 +6,11 @@ crash loses at most the chunk in flight and the next run resumes after the last 
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,6 +54,23 @@ def _apply(
     return outcome
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the import loop, restored after.
+
+    A chunk is tens of thousands of small lists and tuples that live until it commits; the collector kept
+    re-scanning them (a quarter of the loop's Python CPU) and found nothing: chunk data holds no reference
+    cycles, so reference counting frees each chunk when the next replaces it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_import(
     db: Database,
     batch_id: int,
@@ -69,12 +88,13 @@ def run_import(
         start_row, start_offset, finished = batch.rows_done, batch.resume_offset, batch.status == "done"
         source, normaliser = batch_reader(batch)
     if not finished:
-        # Python reads and normalises chunk n+1 while the database stages and commits chunk n: the two
-        # run on different cores, and a chunk still commits only after the one before it.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="legacy-import") as pool:
+        # Python reads, normalises and renders chunk n+1 as COPY text while the database stages and commits
+        # chunk n: the two run on different cores, and a chunk still commits only after the one before it.
+        copy_batch_id = batch_id if db.dialect == "postgresql" else None
+        with _cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="legacy-import") as pool:
             pending: Future[ChunkOutcome | None] | None = None
             for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):
-                prepared = prepare_chunk(chunk, normaliser)
+                prepared = prepare_chunk(chunk, normaliser, copy_batch_id=copy_batch_id)
                 if pending is not None:
                     result.add(pending.result())
                 pending = pool.submit(_apply, db, batch_id, prepared, on_chunk, at)

@@ -71,9 +71,17 @@ class PreparedChunk:
     good: list[NormalRow]
     bad: dict[int, list[str]]
     raw_by_row: dict[int, list[str]]
+    #: The good rows as COPY text for batch `copy_batch_id`, when built ahead (their legacy ids do not repeat).
+    copy_payload: bytes | None = None
+    copy_batch_id: int | None = None
 
 
-def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
+def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, copy_batch_id: int | None = None) -> PreparedChunk:
+    """Validate and normalise a chunk; with `copy_batch_id`, also build its COPY payload for that batch.
+
+    Building the payload here lets the runner do it on the reading thread, while the database is still
+    busy with the chunk before, instead of between that chunk's commit and this chunk's COPY.
+    """
     good: list[NormalRow] = []
     bad: dict[int, list[str]] = {}
     raw_by_row: dict[int, list[str]] = {}
@@ -84,7 +92,10 @@ def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
             raw_by_row[row_number] = values
         else:
             good.append(result)  # type: ignore[arg-type]
-    return PreparedChunk(chunk, good, bad, raw_by_row)
+    payload = None
+    if copy_batch_id is not None and good and _ids_unique(good):
+        payload = copy_text(copy_batch_id, good).encode()
+    return PreparedChunk(chunk, good, bad, raw_by_row, payload, copy_batch_id if payload is not None else None)
 
 
 def apply_chunk(
@@ -117,9 +128,13 @@ def apply_prepared(
     raw_by_row = dict(prepared.raw_by_row)
     inserted = 0
     dialect = session.get_bind().dialect.name
-    if good and dialect == "postgresql" and _copy_direct(session, batch_id, good):
-        inserted = len(good)
-        good = []
+    if good and dialect == "postgresql":
+        payload = prepared.copy_payload if prepared.copy_batch_id == batch_id else None
+        if payload is None and _ids_unique(good):
+            payload = copy_text(batch_id, good).encode()
+        if payload is not None and _copy_direct(session, payload):
+            inserted = len(good)
+            good = []
     if good:
         _stage(session, good, dialect)
         inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
@@ -183,15 +198,17 @@ def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None =
 _DIRECT_COLUMNS = f"batch_id, status, {_COLUMNS_SQL}"
 
 
-def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool:
+def _ids_unique(rows: list[NormalRow]) -> bool:
+    return len({row[1] for row in rows}) == len(rows)
+
+
+def _copy_direct(session: Session, payload: bytes) -> bool:
     """COPY a chunk straight into legacy_members when no legacy id repeats (the usual case), like `psql \\copy`.
 
-    A legacy id seen twice inside the chunk, or already imported by an earlier chunk (the unique key refuses
-    the COPY, rolled back to its savepoint), sends the chunk through the staging table, which keeps the first
-    row of each id and reports the others. Returns whether the rows went in.
+    A legacy id seen twice inside the chunk (no payload is built then), or already imported by an earlier
+    chunk (the unique key refuses the COPY, rolled back to its savepoint), sends the chunk through the staging
+    table, which keeps the first row of each id and reports the others. Returns whether the rows went in.
     """
-    if len({row[1] for row in rows}) < len(rows):
-        return False
     try:
         with session.begin_nested():
             # Asked for inside the savepoint, so the SAVEPOINT is emitted before the COPY.
@@ -199,7 +216,7 @@ def _copy_direct(session: Session, batch_id: int, rows: list[NormalRow]) -> bool
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 with cursor.copy(f"COPY legacy_members ({_DIRECT_COLUMNS}) FROM STDIN") as copy:
-                    copy.write(copy_text(batch_id, rows).encode())
+                    copy.write(payload)
             finally:
                 cursor.close()
     except psycopg.errors.UniqueViolation:
