@@ -16,6 +16,7 @@ from datetime import datetime
 
 from member.legacy.services.batches import batch_reader, get_batch
 from member.legacy.services.binding import bind_batch
+from member.legacy.services.copyrows import CopyRenderer
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS, Chunk
 from member.legacy.services.stage import ChunkOutcome, PreparedChunk, apply_prepared, prepare_chunk
@@ -90,11 +91,11 @@ def run_import(
     if not finished:
         # Python reads, normalises and renders chunk n+1 as COPY text while the database stages and commits
         # chunk n: the two run on different cores, and a chunk still commits only after the one before it.
-        copy_batch_id = batch_id if db.dialect == "postgresql" else None
+        renderer = CopyRenderer(normaliser, batch_id) if db.dialect == "postgresql" else None
         with _cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="legacy-import") as pool:
             pending: Future[ChunkOutcome | None] | None = None
             for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):
-                prepared = prepare_chunk(chunk, normaliser, copy_batch_id=copy_batch_id)
+                prepared = prepare_chunk(chunk, normaliser, renderer=renderer)
                 if pending is not None:
                     result.add(pending.result())
                 pending = pool.submit(_apply, db, batch_id, prepared, on_chunk, at)

@@ -100,13 +100,15 @@ _HEADER_NOISE = str.maketrans("", "", " _-\u3000\ufeff\t")
 #: Legacy CRMs export local (China Standard) time without an offset.
 LEGACY_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 
-_MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
-_PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
+MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
+PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
 _DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _MONEY_NOISE = str.maketrans("", "", ",\uff0c¥￥元 \u3000")
-_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
+MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
 _NAME_SPACE = re.compile(r"\s+")
+
+_UNSET = object()
 
 #: Normalised values in staging-column order (after row_number).
 NormalRow = tuple[int, str, str, str | None, str | None, int, int, datetime | None, datetime | None, str]
@@ -118,8 +120,8 @@ def header_key(header: str) -> str:
 
 def normalise_phone(raw: str) -> str | None:
     """E.164 for a mainland mobile (fast path) or any number `phonenumbers` accepts as valid; else None."""
-    compact = raw.translate(_PHONE_NOISE)
-    match = _MAINLAND_MOBILE.fullmatch(compact)
+    compact = raw.translate(PHONE_NOISE)
+    match = MAINLAND_MOBILE.fullmatch(compact)
     if match:
         return "+86" + match.group(1)
     try:
@@ -145,7 +147,7 @@ def parse_legacy_datetime(raw: str) -> datetime | None:
 
 def parse_fen(raw: str) -> int | None:
     """Yuan as written ("1,234.50", "¥88", "12.5元") to integer fen; None when it is not an amount."""
-    match = _MONEY.fullmatch(raw.translate(_MONEY_NOISE))
+    match = MONEY.fullmatch(raw.translate(_MONEY_NOISE))
     if not match:
         return None
     cents = match.group(2) or ""
@@ -157,7 +159,8 @@ def parse_points(raw: str) -> int | None:
     if text.endswith(".0"):
         text = text[:-2]
     # At most 18 digits: the column is a bigint, and one overflowing value must not fail its whole chunk.
-    return int(text) if text.isdigit() and len(text) <= 18 else None
+    # isdecimal(), not isdigit(): int() refuses digits such as "²".
+    return int(text) if text.isdecimal() and len(text) <= 18 else None
 
 
 @dataclass(frozen=True)
@@ -242,8 +245,11 @@ class RowNormaliser:
 
     def _date(self, text: str) -> datetime | None:
         memo = self._dates
-        if text in memo:
-            return memo[text]
+        # One lookup, not `in` then `[]`: the staging fallback may normalise on the other thread while
+        # this one clears the memo.
+        value = memo.get(text, _UNSET)
+        if value is not _UNSET:
+            return value  # type: ignore[return-value]
         if len(memo) >= self.DATE_MEMO_SIZE:
             memo.clear()
         value = memo[text] = parse_legacy_datetime(text)
@@ -267,7 +273,7 @@ class RowNormaliser:
         if not raw:
             reasons.append("missing_phone")
         else:
-            match = _MAINLAND_MOBILE.fullmatch(raw)
+            match = MAINLAND_MOBILE.fullmatch(raw)
             phone = "+86" + match.group(1) if match else normalise_phone(raw)
             if phone is None:
                 reasons.append("invalid_phone")
@@ -279,7 +285,7 @@ class RowNormaliser:
         tier = values[index].strip()[:32] if index is not None and index < width else ""
         index = self._points
         raw = values[index].strip() if index is not None and index < width else ""
-        points = (int(raw) if raw.isdigit() and len(raw) <= 18 else parse_points(raw)) if raw else 0
+        points = (int(raw) if raw.isdecimal() and len(raw) <= 18 else parse_points(raw)) if raw else 0
         if points is None:
             reasons.append("invalid_points")
         index = self._spend

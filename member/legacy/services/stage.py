@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from member.legacy.models import ImportBatch, LegacyMember, LegacyRowError
+from member.legacy.services.copyrows import CopyRenderer, copy_line
 from member.legacy.services.normalise import NormalRow, RowNormaliser
 from member.legacy.services.reader import Chunk
 from scrm.clock import utcnow
@@ -63,25 +64,47 @@ class ChunkOutcome:
     eof: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class PreparedChunk:
     """A chunk validated and normalised in Python, ready to stage (no database work yet)."""
 
     chunk: Chunk
-    good: list[NormalRow]
+    normaliser: RowNormaliser
     bad: dict[int, list[str]]
     raw_by_row: dict[int, list[str]]
+    valid: int
     #: The good rows as COPY text for batch `copy_batch_id`, when built ahead (their legacy ids do not repeat).
     copy_payload: bytes | None = None
     copy_batch_id: int | None = None
+    normal_rows: list[NormalRow] | None = None
+
+    @property
+    def good(self) -> list[NormalRow]:
+        """The good rows as staging tuples; made on first use when only the COPY payload was built."""
+        if self.normal_rows is None:
+            normalise = self.normaliser
+            results = (normalise(row_number, values) for row_number, values in self.chunk.rows)
+            self.normal_rows = [row for row in results if type(row) is tuple]  # type: ignore[misc]
+        return self.normal_rows
 
 
-def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, copy_batch_id: int | None = None) -> PreparedChunk:
-    """Validate and normalise a chunk; with `copy_batch_id`, also build its COPY payload for that batch.
+def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, renderer: CopyRenderer | None = None) -> PreparedChunk:
+    """Validate and normalise a chunk; with a `renderer`, as the COPY payload for the renderer's batch.
 
-    Building the payload here lets the runner do it on the reading thread, while the database is still
-    busy with the chunk before, instead of between that chunk's commit and this chunk's COPY.
+    Rendering here lets the runner do it on the reading thread, while the database is still busy with the
+    chunk before, instead of between that chunk's commit and this chunk's COPY. A chunk that repeats a
+    legacy id gets staging tuples instead (the staging table sorts the repeats out).
     """
+    if renderer is not None:
+        rendered = renderer.render(chunk.rows)
+        valid = len(rendered.lines)
+        prepared = PreparedChunk(chunk, normaliser, rendered.bad, rendered.raw_by_row, valid)
+        if valid and len(set(rendered.legacy_ids)) == valid:
+            prepared.copy_payload = "".join(rendered.lines).encode()
+            prepared.copy_batch_id = renderer.batch_id
+        else:
+            prepared.good  # noqa: B018 - made now, on the reading thread
+        return prepared
     good: list[NormalRow] = []
     bad: dict[int, list[str]] = {}
     raw_by_row: dict[int, list[str]] = {}
@@ -92,10 +115,7 @@ def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, copy_batch_id: int
             raw_by_row[row_number] = values
         else:
             good.append(result)  # type: ignore[arg-type]
-    payload = None
-    if copy_batch_id is not None and good and _ids_unique(good):
-        payload = copy_text(copy_batch_id, good).encode()
-    return PreparedChunk(chunk, good, bad, raw_by_row, payload, copy_batch_id if payload is not None else None)
+    return PreparedChunk(chunk, normaliser, bad, raw_by_row, len(good), normal_rows=good)
 
 
 def apply_chunk(
@@ -123,19 +143,20 @@ def apply_prepared(
     )
     if batch is None or batch.rows_done != chunk.start_row or batch.status == "done":
         return None
-    good = prepared.good
     bad = dict(prepared.bad)
     raw_by_row = dict(prepared.raw_by_row)
     inserted = 0
+    staged = prepared.valid > 0
     dialect = session.get_bind().dialect.name
-    if good and dialect == "postgresql":
+    if staged and dialect == "postgresql":
         payload = prepared.copy_payload if prepared.copy_batch_id == batch_id else None
-        if payload is None and _ids_unique(good):
-            payload = copy_text(batch_id, good).encode()
+        if payload is None and _ids_unique(prepared.good):
+            payload = copy_text(batch_id, prepared.good).encode()
         if payload is not None and _copy_direct(session, payload):
-            inserted = len(good)
-            good = []
-    if good:
+            inserted = prepared.valid
+            staged = False
+    if staged:
+        good = prepared.good
         _stage(session, good, dialect)
         inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
         if inserted < len(good):
@@ -224,38 +245,11 @@ def _copy_direct(session: Session, payload: bytes) -> bool:
     return True
 
 
-# COPY's text format: backslash, tab, newline and carriage return escaped; \N is NULL.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_NULL = "\\N"
-
-
 def copy_text(batch_id: int, rows: list[NormalRow]) -> str:
-    """The rows as COPY text for `_DIRECT_COLUMNS`, built with one f-string per row.
-
-    Cheaper per row than `write_row`'s per-value adaptation, which matters on a machine whose cores the
-    database shares: the client's CPU time is the import's cost above `psql \\copy`.
-    """
-    escapes = _COPY_ESCAPES
-    null = _COPY_NULL
-    stamps: dict[datetime, str] = {}
-
-    def stamp(value: datetime | None) -> str:
-        if value is None:
-            return null
-        text = stamps.get(value)
-        if text is None:
-            text = stamps[value] = value.isoformat(sep=" ")
-        return text
-
+    """The rows as COPY text for `_DIRECT_COLUMNS` (the general path; see CopyRenderer for the usual one)."""
     head = f"{batch_id}\tunbound\t"
-    lines = [
-        f"{head}{row_number}\t{legacy_id.translate(escapes)}\t{phone}\t"
-        f"{null if name is None else name.translate(escapes)}\t"
-        f"{null if tier is None else tier.translate(escapes)}\t{points}\t{spend}\t"
-        f"{stamp(joined)}\t{stamp(active)}\t{custom.translate(escapes)}\n"
-        for row_number, legacy_id, phone, name, tier, points, spend, joined, active, custom in rows
-    ]
-    return "".join(lines)
+    stamps: dict[datetime, str] = {}
+    return "".join([copy_line(head, row, stamps) for row in rows])
 
 
 def _stage(session: Session, rows: list[NormalRow], dialect: str) -> None:
