@@ -62,6 +62,7 @@ class LegacySource:
             self.header, self._data_offset = self._read_csv_header()
         else:
             self._sheet_rows = 0
+            self._loaded_sheet: Any = None
             self.header = self._read_xlsx_header()
 
     @property
@@ -147,7 +148,7 @@ class LegacySource:
             raise UnreadableFile(f"cannot read the workbook: {type(exc).__name__}") from None
 
     def _read_xlsx_header(self) -> list[str]:
-        sheet = self._sheet()
+        sheet = self._loaded_sheet = self._sheet()
         self._sheet_rows = max(sheet.total_height - 1, 0)
         for row in sheet.iter_rows():
             header = [cell_text(cell) for cell in row]
@@ -156,7 +157,12 @@ class LegacySource:
         raise UnreadableFile("the sheet has no header row")
 
     def _xlsx_records(self, start_row: int) -> Iterator[tuple[int, list[str]]]:
-        rows = self._sheet().iter_rows()
+        # calamine (python-calamine 0.9) parses the whole sheet into memory before the first row, and its
+        # iter_rows() walks that parsed range (it cannot stream the XML: dimastbk/python-calamine#42). The
+        # sheet the header was read from is reused once, so an import parses the file once, not twice; a
+        # resume parses it again and skips the done rows without normalising them.
+        sheet, self._loaded_sheet = self._loaded_sheet, None
+        rows = (sheet or self._sheet()).iter_rows()
         for row in rows:
             if any(cell_text(cell) for cell in row):
                 break
