@@ -122,7 +122,8 @@ def apply_chunk(
     session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
 ) -> ChunkOutcome | None:
     """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint."""
-    return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser), now=now)
+    renderer = CopyRenderer(normaliser, batch_id) if session.get_bind().dialect.name == "postgresql" else None
+    return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser, renderer=renderer), now=now)
 
 
 def apply_prepared(
