@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, inspect, select, update
+from sqlalchemy import ColumnElement, Select, case, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,11 +52,12 @@ def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
         return account
     if session.get(Member, member_id) is None:
         raise MemberNotFound()
-    values = {"member_id": member_id, "points_balance": 0, "points_pending": 0, "created_at": utcnow()}
-    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # Two first writers may race to create the row; DO NOTHING lets the loser wait on the winner's lock below.
-    session.execute(builder(LoyaltyAccount).values(values).on_conflict_do_nothing(index_elements=["member_id"]))
-    account = _locked_account(session, member_id)
+    fresh = LoyaltyAccount(member_id=member_id, points_balance=0, points_pending=0, created_at=utcnow())
+    # The row this transaction inserts is its own until commit, as good as locked: no second read. Two first
+    # writers may race to create it; DO NOTHING lets the loser wait on the winner's lock below.
+    account = insert_unless_exists(session, fresh, conflict_on=("member_id",))
+    if account is None:
+        account = _locked_account(session, member_id)
     assert account is not None
     return account
 
@@ -89,21 +90,22 @@ def earn(
     expires_at: datetime | None = None,
     kind: str = "earn",
     detail: dict[str, Any] | None = None,
+    account: LoyaltyAccount | None = None,
 ) -> PointsEntry:
     """Credit `points` as a new lot; a replay of `key` returns the first entry and changes nothing.
 
     Args:
         available_at: the lot is pending until then (None or a past time: spendable at once).
         expires_at: the lot's unspent points expire then (None: never).
+        account: the member's account as `lock_account` returned it in this transaction, for a caller that
+            holds the lock already (one lock and one read for several loyalty writes).
     Raises:
         IdempotencyKeyReused: `key` was used for another member or amount.
     """
     if points <= 0:
         raise InvalidInput("points to earn must be positive", details={"fields": {"points": ["Must be positive."]}})
-    account = lock_account(session, member_id)
-    existing = _replayed(session, key, member_id=member_id, delta=points)
-    if existing is not None:
-        return existing
+    if account is None:
+        account = lock_account(session, member_id)
     pending = available_at is not None and available_at > utcnow()
     entry = PointsEntry(
         member_id=member_id,
@@ -118,7 +120,14 @@ def earn(
         expires_at=expires_at,
         detail=detail,
     )
-    entry = _insert(session, entry)
+    # Insert first, look for the replay only when the key is taken: one round trip in the usual case.
+    written = insert_unless_exists(session, entry, conflict_on=("key",))
+    if written is None:
+        existing = _replayed(session, key, member_id=member_id, delta=points)
+        if existing is None:  # the key's holder is gone again (ON CONFLICT waited for it to commit or abort)
+            raise IdempotencyKeyReused(details={"key": key})
+        return existing
+    entry = written
     if pending:
         account.points_pending += points
     else:
@@ -418,9 +427,12 @@ def _insert(session: Session, entry: PointsEntry) -> PointsEntry:
     return written
 
 
-def insert_unless_exists(session: Session, row: RowT, *, conflict_on: tuple[str, ...]) -> RowT | None:
+def insert_unless_exists(
+    session: Session, row: RowT, *, conflict_on: tuple[str, ...], where: ColumnElement[bool] | None = None
+) -> RowT | None:
     """Write the transient `row` and return it as persistent, or None when a row with the same `conflict_on`
-    columns exists (or a concurrent transaction commits one first).
+    columns exists (or a concurrent transaction commits one first). `where`: the predicate of a partial
+    unique index on those columns.
 
     Why not a savepoint around `session.add` + flush: `INSERT … ON CONFLICT DO NOTHING RETURNING` is one round
     trip where SAVEPOINT, INSERT and RELEASE are three, on the hot path of every order and ledger write.
@@ -429,7 +441,10 @@ def insert_unless_exists(session: Session, row: RowT, *, conflict_on: tuple[str,
     values = {attr.key: value for attr in mapper.column_attrs if (value := getattr(row, attr.key)) is not None}
     builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        builder(type(row)).values(values).on_conflict_do_nothing(index_elements=list(conflict_on)).returning(type(row))
+        builder(type(row))
+        .values(values)
+        .on_conflict_do_nothing(index_elements=list(conflict_on), index_where=where)
+        .returning(type(row))
     )
     return session.scalars(statement).one_or_none()
 
