@@ -1,4 +1,4 @@
-"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, spend and join date.
+"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, orders, spend, join date.
 
 The one place that calls the loyalty services (ledger, tiers). Until they exist on this deployment the
 bind still happens and records the parts it could not carry (`pending`), so a later pass can finish them.
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from member.legacy.models import LegacyBinding, LegacyMember
+from member.legacy.services import history
 from member.models import Tier
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ def carry_over(
                     source=SOURCE,
                 )
             )
+    done["orders"] = history.carry_orders(
+        session, member_id=binding.member_id, legacy_member_ids=[record.id for record in records]
+    )
     if done["pending"]:
         log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
@@ -129,6 +133,9 @@ def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, An
             )
             undone["points_entry_id"] = getattr(getattr(reversal, "entry", None), "id", None)
             undone["shortfall"] = getattr(reversal, "shortfall", 0)
+    undone["orders_removed"] = history.uncarry_orders(
+        session, member_id=binding.member_id, legacy_member_ids=[binding.legacy_member_id, *binding.merged_legacy_ids]
+    )
     binding.carryover = {**(binding.carryover or {}), "reversal": undone}
     session.flush()
     return undone
