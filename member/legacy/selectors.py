@@ -89,14 +89,28 @@ def error_report_rows(session: Session, batch_id: int, *, page: int = 5000) -> I
         yield (number, "duplicate_phone", "duplicate_phone", first_row, mask_phone(phone), legacy_id)
 
 
+#: A cell starting with one of these is a formula to a spreadsheet tool (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula, prefixed with an apostrophe so it shows as text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def error_report_csv(session: Session, batch_id: int) -> Iterator[str]:
-    """The error report as CSV text chunks (UTF-8 with BOM, so spreadsheet tools open Chinese text right)."""
+    """The error report as CSV text chunks (UTF-8 with BOM, so spreadsheet tools open Chinese text right).
+
+    The raw rows come from an uploaded file: a cell that would run as a formula is written as text.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
     writer.writerow(ERROR_REPORT_HEADER)
     for count, row in enumerate(error_report_rows(session, batch_id), start=1):
-        writer.writerow(row)
+        writer.writerow([spreadsheet_safe(value) for value in row])
         if count % 1000 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -3,6 +3,7 @@ queue with filters, decisions and undo over HTTP, binding rate; validation and r
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
@@ -81,6 +82,16 @@ def test_error_report_downloads_as_csv_and_is_audited(client, staff, session, cr
     assert "13900000499" not in response.get_data(as_text=True).split("duplicate_phone", 1)[1].split("\n")[0]
     assert session.scalar(select(AuditEntry.action).where(AuditEntry.action == "legacy.errors.download"))
     assert client.get(f"{API}/imports/{batch_id}/errors.csv", headers=staff.headers("analyst")).status_code == 403
+
+
+def test_error_report_writes_formula_cells_as_text(client, staff):
+    admin = staff.headers("admin")
+    content = '会员编号,手机号,姓名\n=HYPERLINK("http://x"),12345,@SUM(A1)\n'.encode()
+    batch_id = upload(client, admin, content).json["id"]
+    report = client.get(f"{API}/imports/{batch_id}/errors.csv", headers=admin).get_data(as_text=True)
+    [row] = list(csv.reader(io.StringIO(report.lstrip("\ufeff"))))[1:]
+    assert row[:3] == ["2", "invalid", "invalid_phone"]
+    assert row[5] == "'" + '=HYPERLINK("http://x")\t12345\t@SUM(A1)'
 
 
 def test_dry_run_upload_reports_and_writes_no_records(client, staff, session, factories, crm_csv):
