@@ -242,3 +242,24 @@ def test_history_leaves_order_signals_and_points_alone(db, session, members_batc
     assert paid == []
     assert session.get(Member, member.id).last_order_at is not None
     assert utcnow() > session.get(Member, member.id).last_order_at
+
+
+def test_an_orders_import_crashed_midway_resumes_to_the_same_orders(db, session, members_batch, orders_path):
+    class Crash(Exception):
+        pass
+
+    def crash_in_the_second_chunk(chunk, outcome):
+        if chunk.start_row >= 5:
+            raise Crash
+
+    with db.transaction() as s:
+        batch_id = open_batch(s, path=orders_path, filename="orders.csv", orders_of=members_batch).batch.id
+    with pytest.raises(Crash):
+        run_import(db, batch_id, chunk_rows=5, on_chunk=crash_in_the_second_chunk)
+    assert session.get(ImportBatch, batch_id).rows_done == 5
+    run_import(db, batch_id, chunk_rows=5)
+    batch = session.get(ImportBatch, batch_id)
+    assert (batch.status, batch.valid_count, batch.invalid_count) == ("done", 5, 7)
+    refs = session.scalars(select(LegacyOrder.order_ref).where(LegacyOrder.batch_id == batch_id)).all()
+    assert sorted(refs) == ["O1", "O10", "O2", "O3", "O9"]
+    assert session.scalar(select(func.count()).where(LegacyRowError.batch_id == batch_id)) == 7
