@@ -1,4 +1,4 @@
-"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, spend and join date.
+"""What a bind carries from the legacy record to the member: points (one ledger entry), tier, orders, spend, join date.
 
 The one place that calls the loyalty services (ledger, tiers). Until they exist on this deployment the
 bind still happens and records the parts it could not carry (`pending`), so a later pass can finish them.
@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from member.legacy.models import LegacyBinding, LegacyMember
+from member.legacy.services import history
 from member.models import Tier
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def carry_over(
                 # The period the member's old tier had, so an unbind can give it back as it was.
                 done["tier_before_since"] = since.isoformat() if since else None
                 done["tier_before_period_end"] = period_end.isoformat() if period_end else None
+    done["orders"] = history.carry_orders(
+        session, member_id=binding.member_id, legacy_member_ids=[record.id for record in records]
+    )
     if done["pending"]:
         log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
@@ -144,6 +148,10 @@ def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, An
             )
             undone["points_entry_id"] = getattr(getattr(reversal, "entry", None), "id", None)
             undone["shortfall"] = getattr(reversal, "shortfall", 0)
+    # The orders go before the tier: the member's own metrics, which the tier may not drop below, exclude them.
+    undone["orders_removed"] = history.uncarry_orders(
+        session, member_id=binding.member_id, legacy_member_ids=[binding.legacy_member_id, *binding.merged_legacy_ids]
+    )
     if carried.get("tier_raised") and binding.tier_carried:
         tiers = _loyalty("tiers")
         if tiers is None:

@@ -99,10 +99,12 @@ class ImportsView(MethodView):
     @legacy_bp.doc(security=STAFF_SECURITY)
     @staff_required("admin")
     def post(self, files: dict[str, Any]) -> Any:
-        """Upload a CSV or XLSX legacy file (multipart `file`, optional `mapping` JSON and `dry_run`) (admin).
+        """Upload a CSV or XLSX legacy file (multipart `file`, optional `mapping` JSON, `dry_run`, `orders_of`) (admin).
 
         The import runs as a job on the default queue; read its progress at /imports/<id>. Uploading a file
-        again returns its batch (`created` false) and adds nothing; an unfinished batch resumes.
+        again returns its batch (`created` false) and adds nothing; an unfinished batch resumes. With
+        `orders_of`, the file is the order history of that (finished) members batch: each order becomes an
+        order of the member its legacy record binds to, at the bind or at once if it is bound already.
         """
         form = _upload_form()
         upload = files["file"]
@@ -116,6 +118,7 @@ class ImportsView(MethodView):
             dry_run=form["dry_run"],
             created_by=current_staff().id,
             digest=digest,
+            orders_of=form.get("orders_of"),
         )
         batch = handle.batch
         if batch.status != "done":

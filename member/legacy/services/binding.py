@@ -348,6 +348,8 @@ def bind_batch(
     session: Session, batch_id: int, *, at: datetime | None = None, policy: BindPolicy = DEFAULT_POLICY
 ) -> dict[str, int]:
     """The bind pass after an import: bind (or queue) every record whose phone a member has already verified."""
+    if session.scalar(select(ImportBatch.kind).where(ImportBatch.id == batch_id)) == "orders":
+        return {}  # an orders batch has no records to bind; its orders reached bound members at its end
     at = at or utcnow()
     pairs = session.execute(
         select(Member.id, Member.phone)

@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from member.legacy.models import ImportBatch, LegacyMember, LegacyRowError
+from member.legacy.services import history
 from member.legacy.services.normalise import NormalRow, RowNormaliser
 from member.legacy.services.reader import Chunk
 from scrm.clock import utcnow
@@ -55,6 +56,11 @@ WHERE NOT EXISTS (
 """
 
 
+#: Reasons each refused row (by row number) was refused for.
+RowReasons = dict[int, list[str]]
+Normaliser = RowNormaliser | history.OrderNormaliser
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
     rows: int
@@ -73,7 +79,7 @@ class PreparedChunk:
     raw_by_row: dict[int, list[str]]
 
 
-def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
+def prepare_chunk(chunk: Chunk, normaliser: Normaliser) -> PreparedChunk:
     good: list[NormalRow] = []
     bad: dict[int, list[str]] = {}
     raw_by_row: dict[int, list[str]] = {}
@@ -88,7 +94,7 @@ def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser) -> PreparedChunk:
 
 
 def apply_chunk(
-    session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
+    session: Session, batch_id: int, chunk: Chunk, normaliser: Normaliser, *, now: datetime | None = None
 ) -> ChunkOutcome | None:
     """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint."""
     return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser), now=now)
@@ -112,23 +118,15 @@ def apply_prepared(
     )
     if batch is None or batch.rows_done != chunk.start_row or batch.status == "done":
         return None
-    good = prepared.good
     bad = dict(prepared.bad)
     raw_by_row = dict(prepared.raw_by_row)
-    inserted = 0
-    dialect = session.get_bind().dialect.name
-    if good and dialect == "postgresql" and _copy_direct(session, batch_id, good):
-        inserted = len(good)
-        good = []
-    if good:
-        _stage(session, good, dialect)
-        inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
-        if inserted < len(good):
-            values_by_row = dict(chunk.rows)
-            for (row_number,) in session.execute(text(_DUPLICATE_IDS), {"batch_id": batch_id}):
-                bad[row_number] = ["duplicate_legacy_id"]
-                raw_by_row[row_number] = values_by_row[row_number]
-        session.execute(text("DELETE FROM legacy_stage"))
+    if batch.kind == "orders":
+        inserted, refused = history.stage_orders(session, batch, prepared.good)  # type: ignore[arg-type]
+        bad.update(refused)
+        values_by_row = dict(chunk.rows)
+        raw_by_row.update((row_number, values_by_row[row_number]) for row_number in refused)
+    else:
+        inserted = _stage_members(session, batch_id, prepared, bad, raw_by_row)
     if bad:
         session.execute(
             insert(LegacyRowError),
@@ -156,8 +154,42 @@ def apply_prepared(
     return ChunkOutcome(rows=len(chunk.rows), inserted=inserted, invalid=len(bad), eof=chunk.eof)
 
 
+def _stage_members(
+    session: Session,
+    batch_id: int,
+    prepared: PreparedChunk,
+    bad: dict[int, list[str]],
+    raw_by_row: dict[int, list[str]],
+) -> int:
+    """Move a chunk's good member rows into legacy_members; rows losing to an earlier legacy id join `bad`."""
+    good = prepared.good
+    dialect = session.get_bind().dialect.name
+    if not good:
+        return 0
+    if dialect == "postgresql" and _copy_direct(session, batch_id, good):
+        return len(good)
+    _stage(session, good, dialect)
+    inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
+    if inserted < len(good):
+        values_by_row = dict(prepared.chunk.rows)
+        for (row_number,) in session.execute(text(_DUPLICATE_IDS), {"batch_id": batch_id}):
+            bad[row_number] = ["duplicate_legacy_id"]
+            raw_by_row[row_number] = values_by_row[row_number]
+    session.execute(text("DELETE FROM legacy_stage"))
+    return inserted
+
+
 def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
-    """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch."""
+    """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch.
+
+    An orders batch instead carries its orders over to members whose legacy record is already bound.
+    """
+    if batch.kind == "orders":
+        batch.bound_count = history.attach_to_bound(session, batch)
+        batch.progress_done = batch.progress_total or batch.progress_done
+        batch.status = "done"
+        batch.finished_at = now or utcnow()
+        return
     if session.get_bind().dialect.name == "postgresql":
         # Grouping millions of phones spills to disk at the default work_mem; this chunk's transaction may
         # use more (SET LOCAL ends with it).
