@@ -25,8 +25,8 @@ from scrm.clock import utcnow
 EARLIER_VERIFICATION = "earlier"
 #: Verified members whose legacy rows the bind pass locks and reads at once.
 BIND_PASS_GROUP = 500
-#: The predicate of the one-open-conflict-per-phone index, as a literal: PostgreSQL matches ON CONFLICT to a
-#: partial index only by its text, never through a bound parameter.
+#: The predicate of the one-open-conflict-per-phone index, as a literal: with a bound parameter PostgreSQL cannot
+#: match ON CONFLICT to the partial index once it plans the (psycopg-prepared) statement generically.
 OPEN_CONFLICT = text("status = 'open'")
 
 
