@@ -59,10 +59,16 @@ def carry_over(
     binding.tier_carried = primary.tier
     ledger = _loyalty("ledger")
     tiers = _loyalty("tiers")
-    # One lock and one read of the member's loyalty account serve the points and the tier.
+    # One lock and one read of the member's loyalty account serve the points and the tier (an upsert: the member
+    # verifying a phone is most often new). The points' balance change waits on the account for the tier's flush:
+    # one UPDATE for both.
     account = None
     if ledger is not None and (points > 0 or primary.tier):
-        account = ledger.lock_account(session, binding.member_id)
+        account = ledger.lock_account(session, binding.member_id, upsert=True)
+    before = None
+    if primary.tier and tiers is not None:
+        # Read before the points are staged: reading the tier may flush.
+        before = tiers.tier_for_member(session, binding.member_id, account=account)
     if points > 0:
         if ledger is None:
             done["pending"].append("points")
@@ -81,7 +87,6 @@ def carry_over(
         if tiers is None:
             done["pending"].append("tier")
         else:
-            before = tiers.tier_for_member(session, binding.member_id, account=account)
             binding.tier_before = getattr(before, "code", None)
             since, period_end = getattr(account, "tier_since", None), getattr(account, "tier_period_end", None)
             done["tier_raised"] = bool(

@@ -33,8 +33,12 @@ class Reversal:
     shortfall: int
 
 
-def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
+def lock_account(session: Session, member_id: int, *, upsert: bool = False) -> LoyaltyAccount:
     """The member's loyalty account, created if missing and locked for the rest of the transaction.
+
+    `upsert`: create or lock the row in one statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), for a
+    writer that usually meets a member without an account (the legacy carry-over on a first phone verification):
+    one round trip where a new member otherwise takes two, at the price of a row version when the account exists.
 
     Why a row lock: every ledger write for a member starts here, with `SELECT … FOR UPDATE` on the
     member's `loyalty_accounts` row, so one member's writers run one after another: "is there enough?"
@@ -47,6 +51,8 @@ def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
     (`spend`, `adjust` < 0, `reverse`) consume lots first-expiring first. The balance is Σ delta of
     `available` entries, which is also Σ remaining of available lots (see docs/loyalty.md).
     """
+    if upsert:
+        return _upserted_account(session, member_id)
     account = _locked_account(session, member_id)
     if account is not None:
         return account
@@ -60,6 +66,20 @@ def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
         account = _locked_account(session, member_id)
     assert account is not None
     return account
+
+
+def _upserted_account(session: Session, member_id: int) -> LoyaltyAccount:
+    if session.get(Member, member_id) is None:
+        raise MemberNotFound()
+    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = builder(LoyaltyAccount).values(
+        member_id=member_id, points_balance=0, points_pending=0, created_at=utcnow()
+    )
+    # An update that changes nothing, for its row lock: ON CONFLICT DO NOTHING would neither lock nor return it.
+    statement = statement.on_conflict_do_update(
+        index_elements=["member_id"], set_={"updated_at": LoyaltyAccount.__table__.c.updated_at}
+    ).returning(LoyaltyAccount)
+    return session.scalars(statement, execution_options={"populate_existing": True}).one()
 
 
 def _locked_account(session: Session, member_id: int) -> LoyaltyAccount | None:
@@ -98,12 +118,15 @@ def earn(
         available_at: the lot is pending until then (None or a past time: spendable at once).
         expires_at: the lot's unspent points expire then (None: never).
         account: the member's account as `lock_account` returned it in this transaction, for a caller that
-            holds the lock already (one lock and one read for several loyalty writes).
+            holds the lock already (one lock and one read for several loyalty writes). The balance change is
+            then left on it for the caller's next flush, so the caller's own change to the account (the
+            carry-over's tier raise) goes out in the same UPDATE.
     Raises:
         IdempotencyKeyReused: `key` was used for another member or amount.
     """
     if points <= 0:
         raise InvalidInput("points to earn must be positive", details={"fields": {"points": ["Must be positive."]}})
+    shared = account is not None
     if account is None:
         account = lock_account(session, member_id)
     pending = available_at is not None and available_at > utcnow()
@@ -133,7 +156,8 @@ def earn(
     else:
         account.points_balance += points
     account.updated_at = utcnow()
-    session.flush()
+    if not shared:
+        session.flush()
     return entry
 
 

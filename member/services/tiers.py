@@ -184,11 +184,16 @@ def ensure_tier_at_least(
 
 
 def _tier_and_period(session: Session, tier_code: str) -> tuple[Tier | None, int | None]:
-    """The tier with `tier_code` and the settings' tier period (None: no settings row yet), in one read."""
+    """The tier with `tier_code` and the settings' tier period (None: no settings row yet), in one read.
+
+    Without autoflush: it reads no row a caller may have pending, and a caller's pending account change (the
+    carry-over's points) then goes out with the tier raise in one UPDATE.
+    """
     row = session.execute(
         select(Tier, LoyaltySettings.tier_period_days)
         .join_from(Tier, LoyaltySettings, LoyaltySettings.id == SETTINGS_ID, isouter=True)
         .where(Tier.code == tier_code)
+        .execution_options(autoflush=False)
     ).first()
     return (None, None) if row is None else (row[0], row[1])
 
