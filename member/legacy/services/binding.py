@@ -299,7 +299,8 @@ def active_binding(session: Session, legacy_member_id: int) -> LegacyBinding | N
 def unbind(
     session: Session, binding_id: int, *, actor: Actor, reason: str | None = None, at: datetime | None = None
 ) -> LegacyBinding:
-    """Reverse a bind: the legacy records are unbound again and the carried points are taken back (new ledger row)."""
+    """Reverse a bind: the legacy records are unbound again, the carried points taken back (new ledger row), the
+    carried orders removed and the tier put back as it was before (see `carryover.reverse_carry_over`)."""
     binding = session.scalar(
         select(LegacyBinding)
         .where(LegacyBinding.id == binding_id)
