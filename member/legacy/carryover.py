@@ -103,12 +103,15 @@ def carry_over(
                 # The period the member's old tier had, so an unbind can give it back as it was.
                 done["tier_before_since"] = since.isoformat() if since else None
                 done["tier_before_period_end"] = period_end.isoformat() if period_end else None
-    done["orders"] = history.carry_orders(
-        session, member_id=binding.member_id, legacy_member_ids=[record.id for record in records]
-    )
     if done["pending"]:
         log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
+
+
+def carry_history(session: Session, binding: LegacyBinding, records: list[LegacyMember]) -> int:
+    """Record the records' legacy orders as the member's orders (with the records locked, see
+    `history.attach_to_bound`)."""
+    return history.carry_orders(session, member_id=binding.member_id, legacy_member_ids=[r.id for r in records])
 
 
 def preload(session: Session) -> list[Any]:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from member.legacy import carryover
 from member.legacy.errors import BindingAlreadyReversed, BindingNotFound
 from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, LegacyMember
+from member.legacy.services import history
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.models import Member
 from member.services.ledger import insert_unless_exists
@@ -285,6 +286,7 @@ def bind_records(
         record.merged_into_id = primary.id
         record.bound_member_id = member_id
     session.flush()
+    carryover.carry_history(session, binding, records)
     return binding
 
 
@@ -349,8 +351,13 @@ def bind_batch(
     session: Session, batch_id: int, *, at: datetime | None = None, policy: BindPolicy = DEFAULT_POLICY
 ) -> dict[str, int]:
     """The bind pass after an import: bind (or queue) every record whose phone a member has already verified."""
-    if session.scalar(select(ImportBatch.kind).where(ImportBatch.id == batch_id)) == "orders":
-        return {}  # an orders batch has no records to bind; its orders reached bound members at its end
+    orders_batch = session.scalar(select(ImportBatch).where(ImportBatch.id == batch_id, ImportBatch.kind == "orders"))
+    if orders_batch is not None:
+        # An orders batch binds no one: its pass carries its orders to members bound already.
+        carried = history.attach_to_bound(session, orders_batch)
+        orders_batch.bound_count += carried  # a second pass finds them carried and adds 0
+        session.flush()
+        return {"orders_carried": carried}
     at = at or utcnow()
     pairs = session.execute(
         select(Member.id, Member.phone)

@@ -289,7 +289,13 @@ def uncarry_orders(session: Session, *, member_id: int, legacy_member_ids: Seque
 
 
 def attach_to_bound(session: Session, batch: ImportBatch) -> int:
-    """After an orders import: carry its orders over to members whose legacy record is bound already."""
+    """After an orders import has committed: carry its orders to members whose legacy record is bound already.
+
+    No order falls between this and a bind: a bind locks its legacy rows FOR UPDATE before it reads their
+    orders, and storing an order takes the foreign-key lock on its legacy row, which waits for that bind to
+    commit. So an order committed before a bind's read is carried by the bind, and one committed after it
+    belongs to a record already bound when this pass reads. Returns how many orders were new.
+    """
     carried = 0
     last_id = 0
     while True:

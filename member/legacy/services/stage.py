@@ -182,10 +182,9 @@ def _stage_members(
 def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
     """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch.
 
-    An orders batch instead carries its orders over to members whose legacy record is already bound.
+    An orders batch just closes: its bind pass, after this commits, carries its orders to bound members.
     """
     if batch.kind == "orders":
-        batch.bound_count = history.attach_to_bound(session, batch)
         batch.progress_done = batch.progress_total or batch.progress_done
         batch.status = "done"
         batch.finished_at = now or utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -150,7 +151,6 @@ def test_bind_carries_the_history_once_and_unbind_takes_it_back(db, session, mem
     # The history earned nothing: the only points are the legacy balance, carried as one entry.
     assert session.scalars(select(PointsEntry.delta).where(PointsEntry.member_id == member.id)).all() == [100]
     binding = session.scalar(select(LegacyBinding).where(LegacyBinding.member_id == member.id))
-    assert binding.carryover["orders"] == 2
 
     unbind(session, binding.id, actor=STAFF)
     assert legacy_orders(session, member) == []
@@ -263,3 +263,64 @@ def test_an_orders_import_crashed_midway_resumes_to_the_same_orders(db, session,
     refs = session.scalars(select(LegacyOrder.order_ref).where(LegacyOrder.batch_id == batch_id)).all()
     assert sorted(refs) == ["O1", "O10", "O2", "O3", "O9"]
     assert session.scalar(select(func.count()).where(LegacyRowError.batch_id == batch_id)) == 7
+
+
+def test_orders_stored_while_a_bind_is_in_flight_reach_the_member_once(committed_app):
+    from member.legacy.services.binding import bind_batch, bind_verified_phone
+    from tests.member.legacy.test_binding import make_batch, make_record
+
+    db = committed_app.extensions["scrm"].db
+    phone = "+8613900000001"
+    with db.transaction() as session:
+        members = make_batch(session, "members.csv")
+        record = make_record(session, members, "L1", phone=phone, points=0, tier=None)
+        member = Member(source="miniprogram", phone=phone, phone_verified_at=utcnow())
+        orders = ImportBatch(
+            kind="orders",
+            parent_id=members.id,
+            content_hash="o" * 64,
+            filename="orders.csv",
+            stored_path="orders.csv",
+            file_format="csv",
+            status="running",
+        )
+        session.add_all([member, orders])
+        session.flush()
+        members_id, record_id, member_id, orders_id = members.id, record.id, member.id, orders.id
+
+    # A bind in flight has read the record's orders (none yet) and not committed.
+    binder = db.session()
+    assert bind_verified_phone(binder, member_id=member_id, phone=phone, method="wechat").status == "bound"
+
+    def store_order() -> None:
+        with db.transaction() as session:
+            session.add(
+                LegacyOrder(
+                    batch_id=orders_id,
+                    members_batch_id=members_id,
+                    row_number=2,
+                    legacy_member_id=record_id,
+                    order_ref="O1",
+                    amount_fen=500,
+                    paid_at=utcnow(),
+                )
+            )
+
+    thread = threading.Thread(target=store_order)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), "storing an order of a record being bound waits for the bind"
+    binder.commit()
+    binder.close()
+    thread.join(10)
+    assert not thread.is_alive()
+
+    # The orders batch's pass then finds the record bound and carries the order; a second pass adds nothing.
+    with committed_app.app_context(), db.transaction() as session:
+        assert bind_batch(session, orders_id) == {"orders_carried": 1}
+    with committed_app.app_context(), db.transaction() as session:
+        assert bind_batch(session, orders_id) == {"orders_carried": 0}
+        assert session.get(ImportBatch, orders_id).bound_count == 1
+        assert session.scalars(select(Order.external_id).where(Order.member_id == member_id)).all() == [
+            f"{members_id}:O1"
+        ]
