@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from member.legacy.models import LegacyBinding
+from member.legacy.models import BindingConflict, LegacyBinding
 from member.legacy.services.binding import unbind
-from member.models import LoyaltyAccount, Tier, TierChange
+from member.models import LoyaltyAccount, Member, Tier, TierChange
 from member.services import ledger, tiers
 from scrm.clock import utcnow
 from tests.member.legacy.test_binding import STAFF, make_batch, make_record, verify
@@ -137,3 +137,26 @@ def test_a_legacy_tier_no_staff_tier_matches_binds_and_unbinds_without_touching_
 
     assert tier_code(session, member.id) is None
     assert "tier" not in binding.carryover["reversal"]
+
+
+def test_bind_and_unbind_with_the_tier_on_the_embedded_sqlite_default(sqlite_app):
+    db = sqlite_app.extensions["scrm"].db
+    with db.transaction() as session:
+        add_tiers(session)
+        batch = make_batch(session)
+        make_record(session, batch, "L1", tier="gold")
+        make_record(session, batch, "L2", phone="+8613600136000", days_idle=999)  # queues a second check
+        member, other = Member(source="miniprogram"), Member(source="miniprogram")
+        session.add_all([member, other])
+        session.flush()
+        verify(session, member)
+        verify(session, member)  # a retry changes nothing
+        verify(session, other, phone="+8613600136000")
+        member_id = member.id
+    with db.transaction() as session:
+        assert (ledger.balance(session, member_id), tier_code(session, member_id)) == (300, "gold")
+        binding = only_binding(session)
+        unbind(session, binding.id, actor=STAFF)
+    with db.transaction() as session:
+        assert (ledger.balance(session, member_id), tier_code(session, member_id)) == (0, None)
+        assert session.scalar(select(func.count()).select_from(BindingConflict)) == 1
