@@ -13,8 +13,8 @@ from sqlalchemy import select, text
 from scrm import auth, wechat_apps
 from scrm.context import db_session, ext
 from scrm.db import paginate
-from scrm.guards import STAFF_SECURITY, bearer_token, client_ip, staff_actor, staff_required
-from scrm.http import PageArgsSchema, page_schema
+from scrm.guards import bearer_token, client_ip, staff_actor
+from scrm.http import PageArgsSchema, page_schema, staff_route
 from scrm.models import AuditEntry, StaffUser
 from scrm.ratelimit import RateLimiter
 from scrm.schemas import (
@@ -91,9 +91,7 @@ class StaffSessionView(MethodView):
         session.commit()
         return {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in, "user": issued.user}
 
-    @staff_bp.response(204)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_bp, status=204)
     def delete(self) -> None:
         """Log out: revoke the token used for this request."""
         session = db_session()
@@ -103,9 +101,7 @@ class StaffSessionView(MethodView):
 
 @staff_bp.route("/me")
 class StaffMeView(MethodView):
-    @staff_bp.response(200, StaffUserSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_bp, schema=StaffUserSchema)
     def get(self) -> Any:
         """The staff user behind the token."""
         from scrm.guards import current_staff
@@ -115,20 +111,20 @@ class StaffMeView(MethodView):
 
 @staff_bp.route("/users")
 class StaffUsersView(MethodView):
-    @staff_bp.arguments(PageArgsSchema, location="query")
-    @staff_bp.response(200, page_schema(StaffUserSchema))
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_bp, "admin", args=PageArgsSchema, location="query", schema=page_schema(StaffUserSchema))
     def get(self, page: dict[str, Any]) -> Any:
         """List staff users (admin)."""
         items, total = paginate(db_session(), select(StaffUser).order_by(StaffUser.id), **page)
         return {"items": items, "page": {**page, "total": total}}
 
-    @staff_bp.arguments(StaffUserCreateSchema)
-    @staff_bp.response(201, StaffUserSchema)
-    @staff_bp.alt_response(409, description="Username taken")
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(
+        staff_bp,
+        "admin",
+        args=StaffUserCreateSchema,
+        status=201,
+        schema=StaffUserSchema,
+        errors={409: "Username taken"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Create a staff user (admin)."""
         session = db_session()
@@ -139,10 +135,7 @@ class StaffUsersView(MethodView):
 
 @staff_bp.route("/users/<int:user_id>")
 class StaffUserView(MethodView):
-    @staff_bp.arguments(StaffUserUpdateSchema)
-    @staff_bp.response(200, StaffUserSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_bp, "admin", args=StaffUserUpdateSchema, schema=StaffUserSchema)
     def patch(self, data: dict[str, Any], user_id: int) -> Any:
         """Change a staff user's role, name, password or active flag (admin)."""
         session = db_session()
@@ -154,10 +147,7 @@ class StaffUserView(MethodView):
 @staff_bp.route("/audit")
 class AuditLogView(MethodView):
     @staff_bp.arguments(AuditQueryArgsSchema, location="query", as_kwargs=True)
-    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @staff_bp.response(200, page_schema(AuditEntrySchema))
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("auditor")
+    @staff_route(staff_bp, "auditor", args=PageArgsSchema, location="query", schema=page_schema(AuditEntrySchema))
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
         """Search the audit log, newest first (admin, auditor)."""
         query = select(AuditEntry).order_by(AuditEntry.id.desc())
@@ -184,17 +174,12 @@ def _app_view(app: Any) -> dict[str, Any]:
 
 @wechat_apps_bp.route("")
 class WeChatAppsView(MethodView):
-    @wechat_apps_bp.response(200, WeChatAppSchema(many=True))
-    @wechat_apps_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(wechat_apps_bp, "admin", schema=WeChatAppSchema(many=True))
     def get(self) -> Any:
         """List the registered apps (credentials are never shown)."""
         return [_app_view(app) for app in wechat_apps.list_apps(db_session())]
 
-    @wechat_apps_bp.arguments(WeChatAppRegisterSchema)
-    @wechat_apps_bp.response(201, WeChatAppSchema)
-    @wechat_apps_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(wechat_apps_bp, "admin", args=WeChatAppRegisterSchema, status=201, schema=WeChatAppSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Register an app, or replace the settings and credentials of a registered one."""
         config = ext().config
@@ -212,10 +197,7 @@ class WeChatAppsView(MethodView):
 
 @wechat_apps_bp.route("/<appid>")
 class WeChatAppView(MethodView):
-    @wechat_apps_bp.arguments(WeChatAppUpdateSchema)
-    @wechat_apps_bp.response(200, WeChatAppSchema)
-    @wechat_apps_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(wechat_apps_bp, "admin", args=WeChatAppUpdateSchema, schema=WeChatAppSchema)
     def patch(self, data: dict[str, Any], appid: str) -> Any:
         """Activate or deactivate an app (a deactivated OA's callbacks get 404)."""
         session = db_session()

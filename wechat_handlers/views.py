@@ -15,8 +15,8 @@ from scrm import outbox
 from scrm.cache import TTLCache
 from scrm.context import db_session, ext, gateway
 from scrm.errors import NotFound
-from scrm.guards import STAFF_SECURITY, staff_actor, staff_required
-from scrm.http import PageArgsSchema, error_response, page_schema
+from scrm.guards import staff_actor
+from scrm.http import PageArgsSchema, error_response, page_schema, staff_route
 from scrm.secretbox import SecretBox
 from scrm.wechat_apps import load_app
 from wechat_handlers import selectors, services
@@ -166,19 +166,15 @@ def _invalidate_rules() -> None:
 @staff_bp.route("/auto-replies")
 class AutoReplyRules(MethodView):
     @staff_bp.arguments(RuleQueryArgsSchema, location="query", as_kwargs=True)
-    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @staff_bp.response(200, page_schema(AutoReplyRuleSchema))
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(
+        staff_bp, "campaign_manager", args=PageArgsSchema, location="query", schema=page_schema(AutoReplyRuleSchema)
+    )
     def get(self, page: dict[str, Any], appid: str | None = None) -> Any:
         """List auto-reply rules (admin, campaign_manager)."""
         rows, total = selectors.list_rules(db_session(), appid=appid, limit=page["limit"], offset=page["offset"])
         return {"items": rows, "page": {**page, "total": total}}
 
-    @staff_bp.arguments(AutoReplyRuleCreateSchema)
-    @staff_bp.response(201, AutoReplyRuleSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(staff_bp, "campaign_manager", args=AutoReplyRuleCreateSchema, status=201, schema=AutoReplyRuleSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create an auto-reply rule (admin, campaign_manager)."""
         session = db_session()
@@ -190,10 +186,7 @@ class AutoReplyRules(MethodView):
 
 @staff_bp.route("/auto-replies/<int:rule_id>")
 class AutoReplyRuleById(MethodView):
-    @staff_bp.arguments(AutoReplyRuleUpdateSchema)
-    @staff_bp.response(200, AutoReplyRuleSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(staff_bp, "campaign_manager", args=AutoReplyRuleUpdateSchema, schema=AutoReplyRuleSchema)
     def patch(self, data: dict[str, Any], rule_id: int) -> Any:
         """Change an auto-reply rule (admin, campaign_manager)."""
         session = db_session()
@@ -202,9 +195,7 @@ class AutoReplyRuleById(MethodView):
         _invalidate_rules()
         return rule
 
-    @staff_bp.response(204)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(staff_bp, "campaign_manager", status=204)
     def delete(self, rule_id: int) -> None:
         """Delete an auto-reply rule (admin, campaign_manager)."""
         session = db_session()
@@ -215,19 +206,14 @@ class AutoReplyRuleById(MethodView):
 
 @staff_bp.route("/menus/<appid>")
 class Menu(MethodView):
-    @staff_bp.response(200, MenuSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(staff_bp, "campaign_manager", schema=MenuSchema)
     def get(self, appid: str) -> Any:
         """The official account's current custom menu, read from WeChat (admin, campaign_manager)."""
         _require_official_account(appid)
         current = gateway().get_menu(appid)
         return {"button": ((current or {}).get("menu") or {}).get("button", [])}
 
-    @staff_bp.arguments(MenuSchema)
-    @staff_bp.response(200, MenuSchema)
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(staff_bp, "campaign_manager", args=MenuSchema, schema=MenuSchema)
     def put(self, menu: dict[str, Any], appid: str) -> Any:
         """Publish a custom menu to WeChat; audited (admin, campaign_manager)."""
         _require_official_account(appid)
@@ -248,10 +234,9 @@ def _require_official_account(appid: str) -> None:
 @staff_bp.route("/inbox")
 class Inbox(MethodView):
     @staff_bp.arguments(InboxQueryArgsSchema, location="query", as_kwargs=True)
-    @staff_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @staff_bp.response(200, page_schema(InboxMessageSchema))
-    @staff_bp.doc(security=STAFF_SECURITY)
-    @staff_required("campaign_manager")
+    @staff_route(
+        staff_bp, "campaign_manager", args=PageArgsSchema, location="query", schema=page_schema(InboxMessageSchema)
+    )
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
         """Search stored callbacks by app, openid, type, event and time, newest first (admin, campaign_manager)."""
         rows, total = selectors.search_inbox(db_session(), limit=page["limit"], offset=page["offset"], **filters)

@@ -37,7 +37,16 @@ def _load_mapping(path: str | None) -> dict[str, str] | None:
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), help='JSON {"<header>": "<field>"}')
 @click.option("--dry-run", is_flag=True, help="Report what the import would do; write nothing")
 @click.option("--chunk-rows", type=int, default=None, help="Rows per committed chunk [SCRM_LEGACY_CHUNK_ROWS]")
-def import_command(file: str, mapping: str | None, dry_run: bool, chunk_rows: int | None) -> None:
+@click.option(
+    "--orders-of",
+    type=int,
+    default=None,
+    metavar="BATCH",
+    help="FILE is the order history of members batch BATCH (linked by member number or phone)",
+)
+def import_command(
+    file: str, mapping: str | None, dry_run: bool, chunk_rows: int | None, orders_of: int | None
+) -> None:
     """Import FILE (CSV or XLSX). Re-running a file resumes it, or adds nothing when it is done."""
     from member.legacy.runner import run_import
     from member.legacy.services.batches import batch_counts, get_batch, open_batch
@@ -64,7 +73,7 @@ def import_command(file: str, mapping: str | None, dry_run: bool, chunk_rows: in
                 _print_report("dry run", report)
                 return
             with scrm.db.transaction() as session:
-                handle = open_batch(session, path=path, filename=path.name, mapping=overrides)
+                handle = open_batch(session, path=path, filename=path.name, mapping=overrides, orders_of=orders_of)
                 batch_id, total, done = handle.batch.id, handle.batch.progress_total, handle.batch.progress_done
                 already = handle.batch.status == "done"
             if already:
@@ -83,13 +92,16 @@ def import_command(file: str, mapping: str | None, dry_run: bool, chunk_rows: in
                 result = run_import(scrm.db, batch_id, chunk_rows=rows_per_chunk, policy=policy, on_chunk=advance)
             with scrm.db.transaction() as session:
                 batch = get_batch(session, batch_id)
-                report = {
-                    **batch_counts(batch),
-                    "inserted": batch.inserted_count,
-                    "bound": batch.bound_count,
-                    "conflicts_queued": batch.conflict_count,
-                    "bind_pass": result.bind_pass,
-                }
+                if batch.kind == "orders":
+                    report = {**batch_counts(batch), "orders_carried_to_bound_members": batch.bound_count}
+                else:
+                    report = {
+                        **batch_counts(batch),
+                        "inserted": batch.inserted_count,
+                        "bound": batch.bound_count,
+                        "conflicts_queued": batch.conflict_count,
+                        "bind_pass": result.bind_pass,
+                    }
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
     elapsed = time.monotonic() - started

@@ -17,6 +17,12 @@ class UnreadableFile(InvalidInput):
     code = "legacy_unreadable_file"
 
 
+class InvalidOrdersParent(Conflict):
+    """An orders file must name a finished members import, and stays with the one it was first imported for."""
+
+    code = "legacy_invalid_orders_parent"
+
+
 class BatchNotFound(NotFound):
     """Import batch not found."""
 

@@ -1,4 +1,4 @@
-"""Legacy jobs: the import chunk and bind-pass outbox handlers, and the receiver that binds on phone verification."""
+"""Legacy jobs and receivers: import chunks, bind passes, binds on verification, merges, erasure; the section."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
-from member import signals
+from member import sections, signals
+from member.legacy import selectors
 from member.legacy.errors import UnreadableFile
 from member.legacy.models import ImportBatch
 from member.legacy.services.batches import IMPORT_CHUNK, batch_reader, mark_failed
 from member.legacy.services.binding import bind_batch, bind_verified_phone
 from member.legacy.services.dryrun import dry_run
+from member.legacy.services.erasure import erase_bound_records
 from member.legacy.services.merges import follow_merge, follow_unmerge
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS
@@ -24,6 +26,8 @@ from scrm.clock import utcnow
 from scrm.errors import DomainError
 
 log = logging.getLogger(__name__)
+
+sections.register("legacy", staff=selectors.staff_section, export=selectors.export_section)
 
 BIND_BATCH = "legacy.bind_batch"
 BIND_PHONE = "legacy.bind_phone"
@@ -135,3 +139,9 @@ def move_bindings_on_merge(survivor_id: int, *, session: Session, merge_id: int,
 def return_bindings_on_unmerge(survivor_id: int, *, session: Session, merge_id: int, **_: Any) -> None:
     """An unmerge gives the source member back the legacy bindings its merge moved."""
     follow_unmerge(session, merge_id=merge_id)
+
+
+@signals.member_erased.connect
+def erase_legacy_records(member_id: int, *, session: Session, **_: Any) -> None:
+    """An erased member's legacy records lose their personal data too, in the erasure's transaction."""
+    erase_bound_records(session, member_id)

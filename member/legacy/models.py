@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from scrm.db import Base, BigIntPK, created_at, intpk
 
 BATCH_STATUSES = ("queued", "running", "done", "failed")
+#: A batch holds members, or the order history of the members of another (its parent) batch.
+BATCH_KINDS = ("members", "orders")
 LEGACY_STATUSES = ("unbound", "bound", "pending_check", "merged")
 CONFLICT_KINDS = ("multiple_records", "phone_bound_elsewhere", "second_check")
 CONFLICT_STATUSES = ("open", "resolved", "rejected")
@@ -22,11 +24,16 @@ class ImportBatch(Base):
 
     __tablename__ = "import_batches"
     __table_args__ = (
-        UniqueConstraint("content_hash", "dry_run"),
+        UniqueConstraint("content_hash", "dry_run", "kind"),
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        CheckConstraint("kind IN ('members', 'orders')", name="kind"),
+        CheckConstraint("(kind = 'orders') = (parent_id IS NOT NULL)", name="parent_id"),
     )
 
     id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(16), default="members", server_default=text("'members'"))
+    #: For an orders batch: the members batch whose legacy ids (or phones) its orders refer to.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
     content_hash: Mapped[str] = mapped_column(String(64))
     dry_run: Mapped[bool] = mapped_column(default=False)
     filename: Mapped[str] = mapped_column(String(255))
@@ -100,6 +107,29 @@ class LegacyMember(Base):
     bound_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     #: Set when staff merged this record into another one of the same phone.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("legacy_members.id"))
+
+
+class LegacyOrder(Base):
+    """An order from the legacy CRM's history, linked to its legacy member; it becomes an order on bind."""
+
+    __tablename__ = "legacy_orders"
+    __table_args__ = (
+        # An order id is unique within the members batch it belongs to, whichever orders file brought it.
+        UniqueConstraint("members_batch_id", "order_ref"),
+        CheckConstraint("amount_fen > 0", name="amount_fen"),
+        Index("ix_legacy_orders_legacy_member_id", "legacy_member_id"),
+        Index("ix_legacy_orders_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"))
+    members_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"))
+    row_number: Mapped[int] = mapped_column(BigInteger)
+    legacy_member_id: Mapped[int] = mapped_column(ForeignKey("legacy_members.id"))
+    order_ref: Mapped[str] = mapped_column(String(64))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime]
+    items: Mapped[list[Any] | None]
 
 
 class LegacyRowError(Base):
@@ -191,6 +221,7 @@ class BindingConflict(Base):
 
 
 __all__ = [
+    "BATCH_KINDS",
     "BATCH_STATUSES",
     "BINDING_STATUSES",
     "CONFLICT_KINDS",
@@ -200,5 +231,6 @@ __all__ = [
     "ImportBatch",
     "LegacyBinding",
     "LegacyMember",
+    "LegacyOrder",
     "LegacyRowError",
 ]

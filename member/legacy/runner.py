@@ -17,6 +17,7 @@ from datetime import datetime
 from member.legacy.services.batches import batch_reader, get_batch
 from member.legacy.services.binding import bind_batch
 from member.legacy.services.copyrows import CopyRenderer
+from member.legacy.services.normalise import RowNormaliser
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.legacy.services.reader import DEFAULT_CHUNK_ROWS, Chunk
 from member.legacy.services.stage import ChunkOutcome, PreparedChunk, apply_prepared, prepare_chunk
@@ -91,7 +92,9 @@ def run_import(
     if not finished:
         # Python reads, normalises and renders chunk n+1 as COPY text while the database stages and commits
         # chunk n: the two run on different cores, and a chunk still commits only after the one before it.
-        renderer = CopyRenderer(normaliser, batch_id) if db.dialect == "postgresql" else None
+        renderer = None
+        if isinstance(normaliser, RowNormaliser) and db.dialect == "postgresql":
+            renderer = CopyRenderer(normaliser, batch_id)
         with _cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="legacy-import") as pool:
             pending: Future[ChunkOutcome | None] | None = None
             for chunk in source.chunks(start_row=start_row, start_offset=start_offset, chunk_rows=chunk_rows):

@@ -36,6 +36,11 @@ class ImportUploadFormSchema(StrictSchema):
         }
     )
     dry_run = ma.fields.Boolean(load_default=False)
+    orders_of = ma.fields.Integer(
+        strict=False,
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "The file is the order history of this members batch"},
+    )
 
 
 class ImportUploadFileSchema(StrictSchema):
@@ -45,6 +50,9 @@ class ImportUploadFileSchema(StrictSchema):
     file = ma.fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
     mapping = ma.fields.Raw(load_only=True, metadata={"type": "string", "description": "Column mapping, JSON text"})
     dry_run = ma.fields.Raw(load_only=True, metadata={"type": "boolean"})
+    orders_of = ma.fields.Raw(
+        load_only=True, metadata={"type": "integer", "description": "Members batch whose order history this is"}
+    )
 
 
 class BatchProgressSchema(ma.Schema):
@@ -55,6 +63,8 @@ class BatchProgressSchema(ma.Schema):
 
 class BatchSchema(ma.Schema):
     id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"description": "members, or orders (the order history of `parent_id`)"})
+    parent_id = ma.fields.Integer(allow_none=True)
     filename = ma.fields.String()
     file_format = ma.fields.String()
     dry_run = ma.fields.Boolean()
@@ -69,7 +79,9 @@ class BatchSchema(ma.Schema):
     invalid_by_reason = ma.fields.Dict()
     duplicate_rows = ma.fields.Integer()
     duplicate_groups = ma.fields.Integer()
-    bound_count = ma.fields.Integer()
+    bound_count = ma.fields.Integer(
+        metadata={"description": "members: records bound; orders: orders carried to already-bound members"}
+    )
     conflict_count = ma.fields.Integer()
     report = ma.fields.Dict()
     progress = ma.fields.Nested(BatchProgressSchema)

@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, LegacyMember, LegacyRowError
+from member.legacy.models import (
+    BindingConflict,
+    ImportBatch,
+    LegacyBinding,
+    LegacyMember,
+    LegacyOrder,
+    LegacyRowError,
+)
 from scrm.clock import utcnow
 
 
@@ -89,14 +96,29 @@ def error_report_rows(session: Session, batch_id: int, *, page: int = 5000) -> I
         yield (number, "duplicate_phone", "duplicate_phone", first_row, mask_phone(phone), legacy_id)
 
 
+#: A cell starting with one of these is a formula to a spreadsheet tool (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula, prefixed with an apostrophe so it shows as text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def error_report_csv(session: Session, batch_id: int) -> Iterator[str]:
-    """The error report as CSV text chunks (UTF-8 with BOM, so spreadsheet tools open Chinese text right)."""
+    """The error report as CSV text chunks (UTF-8 with BOM, so spreadsheet tools open Chinese text right).
+
+    The last column comes from the uploaded file (the raw row, or a legacy id): a cell that would run as a
+    formula is written as text. The other columns are ours.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
     writer.writerow(ERROR_REPORT_HEADER)
     for count, row in enumerate(error_report_rows(session, batch_id), start=1):
-        writer.writerow(row)
+        writer.writerow((*row[:-1], spreadsheet_safe(row[-1])))
         if count % 1000 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -165,3 +187,66 @@ def legacy_history(session: Session, member_id: int) -> dict[str, Any]:
         "tier": next((r.tier for r in records if r.status == "bound"), None),
         "points": sum(r.points for r in records),
     }
+
+
+def _bound_records(session: Session, member_id: int) -> list[tuple[LegacyMember, LegacyBinding | None, int]]:
+    """The member's legacy records, each with its active binding (merged records have none of their own) and
+    how many legacy orders it has (carried over as the member's orders)."""
+    orders = (
+        select(func.count(LegacyOrder.id))
+        .where(LegacyOrder.legacy_member_id == LegacyMember.id)
+        .correlate(LegacyMember)
+        .scalar_subquery()
+    )
+    return [
+        (record, binding, orders)
+        for record, binding, orders in session.execute(
+            select(LegacyMember, LegacyBinding, orders)
+            .outerjoin(
+                LegacyBinding,
+                (LegacyBinding.legacy_member_id == LegacyMember.id) & (LegacyBinding.status == "active"),
+            )
+            .where(LegacyMember.bound_member_id == member_id)
+            .order_by(LegacyMember.id)
+        )
+    ]
+
+
+def _record_view(record: LegacyMember, binding: LegacyBinding | None, orders: int, *, phone: str) -> dict[str, Any]:
+    return {
+        "legacy_member_id": record.id,
+        "batch_id": record.batch_id,
+        "legacy_id": record.legacy_id,
+        "status": record.status,
+        "phone": phone,
+        "name": record.name,
+        "tier": record.tier,
+        "points": record.points,
+        "total_spend_fen": record.total_spend_fen,
+        "joined_at": record.joined_at,
+        "last_active_at": record.last_active_at,
+        "orders": orders,
+        "binding": None
+        if binding is None
+        else {
+            "id": binding.id,
+            "via": binding.via,
+            "bound_at": binding.bound_at,
+            "points_carried": binding.points_carried,
+            "tier_before": binding.tier_before,
+            "tier_carried": binding.tier_carried,
+        },
+    }
+
+
+def staff_section(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """The staff 360 view's `legacy` block: the old CRM records bound to the member (phones masked)."""
+    return [_record_view(r, b, n, phone=mask_phone(r.phone)) for r, b, n in _bound_records(session, member_id)]
+
+
+def export_section(session: Session, member_id: int) -> list[dict[str, Any]]:
+    """The PIPL export's `legacy` block: everything the old CRM records bound to the member hold."""
+    return [
+        {**_record_view(r, b, n, phone=r.phone), "custom_fields": r.custom_fields}
+        for r, b, n in _bound_records(session, member_id)
+    ]

@@ -35,8 +35,8 @@ from scrm import audit
 from scrm.context import db_session, ext
 from scrm.db import paginate
 from scrm.errors import InvalidInput
-from scrm.guards import STAFF_SECURITY, current_staff, staff_actor, staff_required
-from scrm.http import PageArgsSchema, accepts_upload, page_schema
+from scrm.guards import current_staff, staff_actor
+from scrm.http import PageArgsSchema, accepts_upload, page_schema, staff_route
 
 legacy_bp = Blueprint(
     "legacy", __name__, url_prefix="/api/v1/staff/legacy", description="Legacy CRM import and binding conflicts"
@@ -85,24 +85,20 @@ def _upload_form() -> dict[str, Any]:
 @legacy_bp.route("/imports")
 @accepts_upload
 class ImportsView(MethodView):
-    @legacy_bp.arguments(PageArgsSchema, location="query")
-    @legacy_bp.response(200, page_schema(BatchSchema))
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(legacy_bp, "analyst", args=PageArgsSchema, location="query", schema=page_schema(BatchSchema))
     def get(self, page: dict[str, Any]) -> Any:
         """Import batches, newest first, with counts, status and progress (admin, analyst)."""
         items, total = paginate(db_session(), selectors.batches_query(), **page)
         return {"items": [_batch_view(batch) for batch in items], "page": {**page, "total": total}}
 
-    @legacy_bp.arguments(ImportUploadFileSchema, location="files")
-    @legacy_bp.response(202, BatchSchema)
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(legacy_bp, "admin", args=ImportUploadFileSchema, location="files", status=202, schema=BatchSchema)
     def post(self, files: dict[str, Any]) -> Any:
-        """Upload a CSV or XLSX legacy file (multipart `file`, optional `mapping` JSON and `dry_run`) (admin).
+        """Upload a CSV or XLSX legacy file (multipart `file`, optional `mapping` JSON, `dry_run`, `orders_of`) (admin).
 
         The import runs as a job on the default queue; read its progress at /imports/<id>. Uploading a file
-        again returns its batch (`created` false) and adds nothing; an unfinished batch resumes.
+        again returns its batch (`created` false) and adds nothing; an unfinished batch resumes. With
+        `orders_of`, the file is the order history of that (finished) members batch: each order becomes an
+        order of the member its legacy record binds to, at the bind or at once if it is bound already.
         """
         form = _upload_form()
         upload = files["file"]
@@ -116,6 +112,7 @@ class ImportsView(MethodView):
             dry_run=form["dry_run"],
             created_by=current_staff().id,
             digest=digest,
+            orders_of=form.get("orders_of"),
         )
         batch = handle.batch
         if batch.status != "done":
@@ -134,9 +131,7 @@ class ImportsView(MethodView):
 
 @legacy_bp.route("/imports/<int:batch_id>")
 class ImportView(MethodView):
-    @legacy_bp.response(200, BatchSchema)
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(legacy_bp, "analyst", schema=BatchSchema)
     def get(self, batch_id: int) -> Any:
         """One batch: progress while it runs; counts and the dry-run or bind-pass report when done."""
         return _batch_view(get_batch(db_session(), batch_id))
@@ -144,9 +139,9 @@ class ImportView(MethodView):
 
 @legacy_bp.route("/imports/<int:batch_id>/errors.csv")
 class ImportErrorsView(MethodView):
-    @legacy_bp.response(200, description="CSV: row_number, kind (invalid | duplicate_phone), reasons, group, raw")
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(
+        legacy_bp, "admin", description="CSV: row_number, kind (invalid | duplicate_phone), reasons, group, raw"
+    )
     def get(self, batch_id: int) -> Any:
         """Download the error report: bad rows with their reasons, then the rows of phones the file holds twice.
 
@@ -166,10 +161,7 @@ class ImportErrorsView(MethodView):
 @legacy_bp.route("/conflicts")
 class ConflictsView(MethodView):
     @legacy_bp.arguments(ConflictQueryArgsSchema, location="query", as_kwargs=True)
-    @legacy_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @legacy_bp.response(200, page_schema(ConflictSchema))
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(legacy_bp, "analyst", args=PageArgsSchema, location="query", schema=page_schema(ConflictSchema))
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
         """The conflict queue, newest first; filter by status, kind, phone, member or batch."""
         items, total = paginate(db_session(), selectors.conflicts_query(**filters), **page)
@@ -178,9 +170,7 @@ class ConflictsView(MethodView):
 
 @legacy_bp.route("/conflicts/<int:conflict_id>")
 class ConflictView(MethodView):
-    @legacy_bp.response(200, ConflictSchema)
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(legacy_bp, "analyst", schema=ConflictSchema)
     def get(self, conflict_id: int) -> Any:
         """One conflict."""
         conflict = db_session().get(BindingConflict, conflict_id)
@@ -191,11 +181,9 @@ class ConflictView(MethodView):
 
 @legacy_bp.route("/conflicts/<int:conflict_id>/resolve")
 class ConflictResolveView(MethodView):
-    @legacy_bp.arguments(ConflictResolveSchema)
-    @legacy_bp.response(200, ConflictSchema)
-    @legacy_bp.alt_response(409, description="The conflict is not open")
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(
+        legacy_bp, "admin", args=ConflictResolveSchema, schema=ConflictSchema, errors={409: "The conflict is not open"}
+    )
     def post(self, data: dict[str, Any], conflict_id: int) -> Any:
         """Decide a conflict: `bind` one record, `merge` the records, or `reject` (audited; undo with /reopen)."""
         session = db_session()
@@ -206,10 +194,7 @@ class ConflictResolveView(MethodView):
 
 @legacy_bp.route("/conflicts/<int:conflict_id>/reopen")
 class ConflictReopenView(MethodView):
-    @legacy_bp.arguments(ReasonSchema)
-    @legacy_bp.response(200, ConflictSchema)
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(legacy_bp, "admin", args=ReasonSchema, schema=ConflictSchema)
     def post(self, data: dict[str, Any], conflict_id: int) -> Any:
         """Undo a decision: its bind is reversed (points taken back with a new ledger row) and the conflict reopens."""
         session = db_session()
@@ -220,9 +205,7 @@ class ConflictReopenView(MethodView):
 
 @legacy_bp.route("/bindings/<int:binding_id>")
 class BindingView(MethodView):
-    @legacy_bp.response(200, BindingSchema)
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(legacy_bp, "analyst", schema=BindingSchema)
     def get(self, binding_id: int) -> Any:
         """One bind of a legacy record to a member, with what it carried over."""
         binding = db_session().get(LegacyBinding, binding_id)
@@ -233,11 +216,7 @@ class BindingView(MethodView):
 
 @legacy_bp.route("/bindings/<int:binding_id>/unbind")
 class UnbindView(MethodView):
-    @legacy_bp.arguments(ReasonSchema)
-    @legacy_bp.response(200, BindingSchema)
-    @legacy_bp.alt_response(409, description="Already reversed")
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(legacy_bp, "admin", args=ReasonSchema, schema=BindingSchema, errors={409: "Already reversed"})
     def post(self, data: dict[str, Any], binding_id: int) -> Any:
         """Reverse a bind: the legacy record is free again and the carried points are taken back (audited)."""
         session = db_session()
@@ -248,10 +227,9 @@ class UnbindView(MethodView):
 
 @legacy_bp.route("/binding-rate")
 class BindingRateView(MethodView):
-    @legacy_bp.arguments(BindingRateArgsSchema, location="query")
-    @legacy_bp.response(200, BindingRatePointSchema(many=True))
-    @legacy_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst")
+    @staff_route(
+        legacy_bp, "analyst", args=BindingRateArgsSchema, location="query", schema=BindingRatePointSchema(many=True)
+    )
     def get(self, args: dict[str, Any]) -> Any:
         """Per day: legacy records imported so far, bound so far, and bound / imported."""
         return selectors.binding_rate(db_session(), days=args["days"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from member import signals
@@ -240,3 +243,74 @@ def refund_view(refund: OrderRefund) -> dict[str, Any]:
         "points_reversed": refund.points_reversed,
         "points_shortfall": refund.points_shortfall,
     }
+
+
+@dataclass(frozen=True)
+class PastOrder:
+    """An order from before the member was known here (a migrated CRM's history)."""
+
+    external_id: str
+    amount_fen: int
+    paid_at: datetime
+    items: list[dict[str, Any]] | None = None
+
+
+def record_history(session: Session, *, member_id: int, source: str, orders: Sequence[PastOrder]) -> int:
+    """Record past orders once per (source, external_id); returns how many are new.
+
+    History is not a purchase happening now: it earns no points, sends no `order_paid` (nothing such as a
+    referral reward may fire on it) and leaves the tier to the next evaluation. It does move the member's
+    last order date, which rule-based tags read.
+    """
+    if not orders:
+        return 0
+    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "source": source,
+            "external_id": order.external_id,
+            "member_id": member_id,
+            "amount_fen": order.amount_fen,
+            "paid_at": order.paid_at,
+            "items": order.items,
+            "status": "paid",
+        }
+        for order in orders
+    ]
+    statement = (
+        builder(Order).values(rows).on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(Order.id)
+    )
+    added = len(session.execute(statement).all())
+    if added:
+        _refresh_last_order_at(session, member_id)
+    return added
+
+
+def remove_history(session: Session, *, member_id: int, source: str, external_ids: Sequence[str]) -> int:
+    """Delete past orders recorded by `record_history` (a reversed migration); returns how many went.
+
+    Only untouched history goes: an order that earned points or was refunded here is a live order and stays.
+    """
+    if not external_ids:
+        return 0
+    removed = session.execute(
+        delete(Order)
+        .where(
+            Order.source == source,
+            Order.external_id.in_(list(external_ids)),
+            Order.member_id == member_id,
+            Order.points_earned == 0,
+            Order.refunded_fen == 0,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if removed:
+        _refresh_last_order_at(session, member_id)
+    return removed or 0
+
+
+def _refresh_last_order_at(session: Session, member_id: int) -> None:
+    member = session.get(Member, member_id)
+    if member is not None:
+        member.last_order_at = session.scalar(select(func.max(Order.paid_at)).where(Order.member_id == member_id))
+        session.flush()

@@ -38,14 +38,8 @@ from member.services import coupons, ledger, loyalty_rules, orders, tiers
 from member.views.centre import current_member
 from scrm.context import db_session
 from scrm.db import paginate
-from scrm.guards import (
-    MEMBER_SECURITY,
-    STAFF_SECURITY,
-    member_required,
-    staff_actor,
-    staff_required,
-)
-from scrm.http import PageArgsSchema, page_schema
+from scrm.guards import staff_actor
+from scrm.http import PageArgsSchema, member_route, page_schema, staff_route
 
 member_loyalty_bp = Blueprint(
     "member_loyalty",
@@ -80,10 +74,7 @@ def _staff_source() -> str:
 
 @member_loyalty_bp.route("/points")
 class MemberPointsView(MethodView):
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @member_loyalty_bp.response(200, PointsPageSchema)
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=PointsPageSchema)
     def get(self, page: dict[str, Any]) -> Any:
         """The member's points balance and ledger, newest first."""
         return _points_page(db_session(), _member_id(), page)
@@ -92,10 +83,7 @@ class MemberPointsView(MethodView):
 @member_loyalty_bp.route("/coupons")
 class MemberCouponsView(MethodView):
     @member_loyalty_bp.arguments(CouponListArgsSchema, location="query", as_kwargs=True)
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @member_loyalty_bp.response(200, page_schema(CouponSchema))
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=page_schema(CouponSchema))
     def get(self, page: dict[str, Any], state: str | None = None) -> Any:
         """The member's coupons, newest first (optionally one state)."""
         session = db_session()
@@ -105,12 +93,12 @@ class MemberCouponsView(MethodView):
 
 @member_loyalty_bp.route("/coupons/<int:coupon_id>/redeem")
 class MemberCouponRedeemView(MethodView):
-    @member_loyalty_bp.arguments(CouponRedeemSchema)
-    @member_loyalty_bp.response(200, CouponSchema)
-    @member_loyalty_bp.alt_response(404, description="No such coupon of this member")
-    @member_loyalty_bp.alt_response(409, description="Already redeemed, expired or not valid yet")
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_loyalty_bp,
+        args=CouponRedeemSchema,
+        schema=CouponSchema,
+        errors={404: "No such coupon of this member", 409: "Already redeemed, expired or not valid yet"},
+    )
     def post(self, data: dict[str, Any], coupon_id: int) -> Any:
         """Redeem one of the member's coupons (once)."""
         session = db_session()
@@ -127,10 +115,7 @@ class MemberCouponRedeemView(MethodView):
 
 @member_loyalty_bp.route("/orders")
 class MemberOrdersView(MethodView):
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @member_loyalty_bp.response(200, page_schema(OrderSchema))
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=page_schema(OrderSchema))
     def get(self, page: dict[str, Any]) -> Any:
         """The member's orders, latest paid first."""
         items, total = paginate(db_session(), reads.orders_query(_member_id()), **page)
@@ -158,9 +143,7 @@ def _coupon_out(coupon: Coupon) -> dict[str, Any]:
 
 @staff_loyalty_bp.route("/loyalty/settings")
 class LoyaltySettingsView(MethodView):
-    @staff_loyalty_bp.response(200, LoyaltySettingsSchema)
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(staff_loyalty_bp, ADMIN, schema=LoyaltySettingsSchema)
     def get(self) -> Any:
         """The earn and tier rules."""
         session = db_session()
@@ -168,10 +151,7 @@ class LoyaltySettingsView(MethodView):
         session.commit()
         return loyalty_rules.settings_view(settings)
 
-    @staff_loyalty_bp.arguments(LoyaltySettingsUpdateSchema)
-    @staff_loyalty_bp.response(200, LoyaltySettingsSchema)
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(staff_loyalty_bp, ADMIN, args=LoyaltySettingsUpdateSchema, schema=LoyaltySettingsSchema)
     def patch(self, data: dict[str, Any]) -> Any:
         """Change the earn and tier rules (admin, audited)."""
         session = db_session()
@@ -182,18 +162,19 @@ class LoyaltySettingsView(MethodView):
 
 @staff_loyalty_bp.route("/tiers")
 class TiersView(MethodView):
-    @staff_loyalty_bp.response(200, TierSchema(many=True))
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(staff_loyalty_bp, ADMIN, schema=TierSchema(many=True))
     def get(self) -> Any:
         """Every tier, lowest rank first."""
         return list(db_session().scalars(reads.tiers_query()))
 
-    @staff_loyalty_bp.arguments(TierCreateSchema)
-    @staff_loyalty_bp.response(201, TierSchema)
-    @staff_loyalty_bp.alt_response(409, description="Code or rank taken")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=TierCreateSchema,
+        status=201,
+        schema=TierSchema,
+        errors={409: "Code or rank taken"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Define a tier (admin, audited)."""
         session = db_session()
@@ -204,11 +185,7 @@ class TiersView(MethodView):
 
 @staff_loyalty_bp.route("/tiers/<int:tier_id>")
 class TierView(MethodView):
-    @staff_loyalty_bp.arguments(TierUpdateSchema)
-    @staff_loyalty_bp.response(200, TierSchema)
-    @staff_loyalty_bp.alt_response(404, description="No such tier")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(staff_loyalty_bp, ADMIN, args=TierUpdateSchema, schema=TierSchema, errors={404: "No such tier"})
     def patch(self, data: dict[str, Any], tier_id: int) -> Any:
         """Change a tier; deactivate it with is_active=false (admin, audited)."""
         session = db_session()
@@ -222,20 +199,22 @@ class TierView(MethodView):
 
 @staff_loyalty_bp.route("/coupon-templates")
 class CouponTemplatesView(MethodView):
-    @staff_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @staff_loyalty_bp.response(200, page_schema(CouponTemplateSchema))
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp, ADMIN, args=PageArgsSchema, location="query", schema=page_schema(CouponTemplateSchema)
+    )
     def get(self, page: dict[str, Any]) -> Any:
         """Coupon templates, oldest first."""
         items, total = paginate(db_session(), reads.templates_query(), **page)
         return {"items": items, "page": {**page, "total": total}}
 
-    @staff_loyalty_bp.arguments(CouponTemplateCreateSchema)
-    @staff_loyalty_bp.response(201, CouponTemplateSchema)
-    @staff_loyalty_bp.alt_response(409, description="Code taken")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=CouponTemplateCreateSchema,
+        status=201,
+        schema=CouponTemplateSchema,
+        errors={409: "Code taken"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Create a coupon template (admin, audited)."""
         session = db_session()
@@ -246,11 +225,13 @@ class CouponTemplatesView(MethodView):
 
 @staff_loyalty_bp.route("/coupon-templates/<int:template_id>")
 class CouponTemplateView(MethodView):
-    @staff_loyalty_bp.arguments(CouponTemplateUpdateSchema)
-    @staff_loyalty_bp.response(200, CouponTemplateSchema)
-    @staff_loyalty_bp.alt_response(404, description="No such template")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=CouponTemplateUpdateSchema,
+        schema=CouponTemplateSchema,
+        errors={404: "No such template"},
+    )
     def patch(self, data: dict[str, Any], template_id: int) -> Any:
         """Change a coupon template (admin, audited)."""
         session = db_session()
@@ -261,12 +242,15 @@ class CouponTemplateView(MethodView):
 
 @staff_loyalty_bp.route("/coupon-templates/<int:template_id>/grants")
 class CouponGrantsView(MethodView):
-    @staff_loyalty_bp.arguments(CouponGrantSchema)
-    @staff_loyalty_bp.response(201, StaffCouponSchema)
-    @staff_loyalty_bp.alt_response(200, schema=StaffCouponSchema, description="Replay of a grant key")
-    @staff_loyalty_bp.alt_response(409, description="Out of stock, or the key was used for another grant")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=CouponGrantSchema,
+        status=201,
+        schema=StaffCouponSchema,
+        replay="Replay of a grant key",
+        errors={409: "Out of stock, or the key was used for another grant"},
+    )
     def post(self, data: dict[str, Any], template_id: int) -> Any:
         """Grant a coupon to a member, idempotent on `key` (admin, audited)."""
         session = db_session()
@@ -285,12 +269,13 @@ class CouponGrantsView(MethodView):
 
 @staff_loyalty_bp.route("/coupons/<int:coupon_id>/redeem")
 class StaffCouponRedeemView(MethodView):
-    @staff_loyalty_bp.arguments(CouponRedeemSchema)
-    @staff_loyalty_bp.response(200, StaffCouponSchema)
-    @staff_loyalty_bp.alt_response(404, description="No such coupon")
-    @staff_loyalty_bp.alt_response(409, description="Already redeemed, expired or not valid yet")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=CouponRedeemSchema,
+        schema=StaffCouponSchema,
+        errors={404: "No such coupon", 409: "Already redeemed, expired or not valid yet"},
+    )
     def post(self, data: dict[str, Any], coupon_id: int) -> Any:
         """Redeem a member's coupon at the counter (admin, audited)."""
         session = db_session()
@@ -311,12 +296,15 @@ class StaffCouponRedeemView(MethodView):
 
 @staff_loyalty_bp.route("/orders")
 class StaffOrdersView(MethodView):
-    @staff_loyalty_bp.arguments(OrderCreateSchema)
-    @staff_loyalty_bp.response(201, StaffOrderSchema)
-    @staff_loyalty_bp.alt_response(200, schema=StaffOrderSchema, description="Replay of the same order")
-    @staff_loyalty_bp.alt_response(409, description="Same (source, external_id) with a different body")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=OrderCreateSchema,
+        status=201,
+        schema=StaffOrderSchema,
+        replay="Replay of the same order",
+        errors={409: "Same (source, external_id) with a different body"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Record a paid order from the brand's order system; earns points; idempotent on (source, external_id)."""
         session = db_session()
@@ -327,13 +315,15 @@ class StaffOrdersView(MethodView):
 
 @staff_loyalty_bp.route("/orders/<int:order_id>/refunds")
 class StaffOrderRefundsView(MethodView):
-    @staff_loyalty_bp.arguments(RefundCreateSchema)
-    @staff_loyalty_bp.response(201, RefundSchema)
-    @staff_loyalty_bp.alt_response(200, schema=RefundSchema, description="Replay of the same refund")
-    @staff_loyalty_bp.alt_response(404, description="No such order")
-    @staff_loyalty_bp.alt_response(409, description="Same refund external_id with another amount")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=RefundCreateSchema,
+        status=201,
+        schema=RefundSchema,
+        replay="Replay of the same refund",
+        errors={404: "No such order", 409: "Same refund external_id with another amount"},
+    )
     def post(self, data: dict[str, Any], order_id: int) -> Any:
         """Refund part or all of an order, reversing its points in proportion; idempotent on external_id."""
         session = db_session()
@@ -344,11 +334,15 @@ class StaffOrderRefundsView(MethodView):
 
 @staff_loyalty_bp.route("/members/<int:member_id>/points")
 class StaffMemberPointsView(MethodView):
-    @staff_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @staff_loyalty_bp.response(200, PointsPageSchema)
-    @staff_loyalty_bp.alt_response(404, description="No such member")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required("analyst", "auditor")
+    @staff_route(
+        staff_loyalty_bp,
+        "analyst",
+        "auditor",
+        args=PageArgsSchema,
+        location="query",
+        schema=PointsPageSchema,
+        errors={404: "No such member"},
+    )
     def get(self, page: dict[str, Any], member_id: int) -> Any:
         """A member's whole points ledger with the balance, newest first (admin, analyst, auditor)."""
         session = db_session()
@@ -359,12 +353,14 @@ class StaffMemberPointsView(MethodView):
 
 @staff_loyalty_bp.route("/members/<int:member_id>/points/adjustments")
 class PointsAdjustmentsView(MethodView):
-    @staff_loyalty_bp.arguments(PointsAdjustmentSchema)
-    @staff_loyalty_bp.response(201, PointsAdjustmentResultSchema)
-    @staff_loyalty_bp.alt_response(404, description="No such member")
-    @staff_loyalty_bp.alt_response(409, description="Not enough points, or the key was used for another request")
-    @staff_loyalty_bp.doc(security=STAFF_SECURITY)
-    @staff_required(ADMIN)
+    @staff_route(
+        staff_loyalty_bp,
+        ADMIN,
+        args=PointsAdjustmentSchema,
+        status=201,
+        schema=PointsAdjustmentResultSchema,
+        errors={404: "No such member", 409: "Not enough points, or the key was used for another request"},
+    )
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Credit or debit a member's points with a reason (admin, audited); idempotent on `key`."""
         session = db_session()

@@ -34,8 +34,8 @@ from member.services import profile, tags
 from scrm import audit
 from scrm.context import db_session
 from scrm.db import paginate
-from scrm.guards import STAFF_SECURITY, staff_actor, staff_required
-from scrm.http import PageArgsSchema, page_schema
+from scrm.guards import staff_actor
+from scrm.http import PageArgsSchema, page_schema, staff_route
 
 staff_members_bp = Blueprint(
     "staff_members",
@@ -58,10 +58,7 @@ def _member_or_404(member_id: int) -> Member:
 @staff_members_bp.route("/members")
 class MemberSearchView(MethodView):
     @staff_members_bp.arguments(MemberSearchArgsSchema, location="query", as_kwargs=True)
-    @staff_members_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @staff_members_bp.response(200, page_schema(MemberRowSchema))
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_members_bp, args=PageArgsSchema, location="query", schema=page_schema(MemberRowSchema))
     def get(self, page: dict[str, Any], **filters: Any) -> Any:
         """Search members by phone (exact), name (prefix), tag, lifecycle stage or tier code; phones masked."""
         if filters.get("phone"):
@@ -72,10 +69,7 @@ class MemberSearchView(MethodView):
 
 @staff_members_bp.route("/members/<int:member_id>")
 class Member360View(MethodView):
-    @staff_members_bp.response(200, Member360Schema)
-    @staff_members_bp.alt_response(404, description="No such member")
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_members_bp, schema=Member360Schema, errors={404: "No such member"})
     def get(self, member_id: int) -> Any:
         """The 360 view: profile, identities, tags, lifecycle, consents, merges, other concerns' blocks, timeline."""
         return selectors.staff_view(db_session(), _member_or_404(member_id))
@@ -83,10 +77,7 @@ class Member360View(MethodView):
 
 @staff_members_bp.route("/members/<int:member_id>/phone/reveal")
 class PhoneRevealView(MethodView):
-    @staff_members_bp.arguments(RevealSchema)
-    @staff_members_bp.response(200, RevealedPhoneSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_members_bp, "admin", args=RevealSchema, schema=RevealedPhoneSchema)
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Show a member's full phone number (admin); every reveal is audited with its reason."""
         session = db_session()
@@ -105,10 +96,7 @@ class PhoneRevealView(MethodView):
 
 @staff_members_bp.route("/members/<int:member_id>/tags")
 class MemberTagsView(MethodView):
-    @staff_members_bp.arguments(MemberTagSchema)
-    @staff_members_bp.response(200, TagChangeSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required(*TAGGING_ROLES)
+    @staff_route(staff_members_bp, *TAGGING_ROLES, args=MemberTagSchema, schema=TagChangeSchema)
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Give a member a manual tag (giving it again changes nothing)."""
         session = db_session()
@@ -119,9 +107,7 @@ class MemberTagsView(MethodView):
 
 @staff_members_bp.route("/members/<int:member_id>/tags/<int:tag_id>")
 class MemberTagView(MethodView):
-    @staff_members_bp.response(200, TagChangeSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required(*TAGGING_ROLES)
+    @staff_route(staff_members_bp, *TAGGING_ROLES, schema=TagChangeSchema)
     def delete(self, member_id: int, tag_id: int) -> Any:
         """Take a manual tag away."""
         session = db_session()
@@ -132,17 +118,12 @@ class MemberTagView(MethodView):
 
 @staff_members_bp.route("/member-tags")
 class TagsView(MethodView):
-    @staff_members_bp.response(200, TagSchema(many=True))
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_members_bp, schema=TagSchema(many=True))
     def get(self) -> Any:
         """Every tag, manual and rule-based."""
         return list(db_session().scalars(select(Tag).order_by(Tag.name)))
 
-    @staff_members_bp.arguments(TagCreateSchema)
-    @staff_members_bp.response(201, TagSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required(*TAGGING_ROLES)
+    @staff_route(staff_members_bp, *TAGGING_ROLES, args=TagCreateSchema, status=201, schema=TagSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a manual tag or a rule tag (the hourly job gives rule tags to matching members)."""
         session = db_session()
@@ -153,17 +134,12 @@ class TagsView(MethodView):
 
 @staff_members_bp.route("/member-fields")
 class FieldDefinitionsView(MethodView):
-    @staff_members_bp.response(200, FieldDefinitionSchema(many=True))
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required()
+    @staff_route(staff_members_bp, schema=FieldDefinitionSchema(many=True))
     def get(self) -> Any:
         """The custom profile fields."""
         return profile.list_definitions(db_session())
 
-    @staff_members_bp.arguments(FieldDefinitionCreateSchema)
-    @staff_members_bp.response(201, FieldDefinitionSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_members_bp, "admin", args=FieldDefinitionCreateSchema, status=201, schema=FieldDefinitionSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Define a custom profile field (admin)."""
         session = db_session()
@@ -174,10 +150,7 @@ class FieldDefinitionsView(MethodView):
 
 @staff_members_bp.route("/member-fields/<int:definition_id>")
 class FieldDefinitionView(MethodView):
-    @staff_members_bp.arguments(FieldDefinitionUpdateSchema)
-    @staff_members_bp.response(200, FieldDefinitionSchema)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_members_bp, "admin", args=FieldDefinitionUpdateSchema, schema=FieldDefinitionSchema)
     def patch(self, data: dict[str, Any], definition_id: int) -> Any:
         """Change a field's label, choices, required or member-editable flag (admin)."""
         session = db_session()
@@ -185,9 +158,7 @@ class FieldDefinitionView(MethodView):
         session.commit()
         return definition
 
-    @staff_members_bp.response(204)
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(staff_members_bp, "admin", status=204)
     def delete(self, definition_id: int) -> None:
         """Remove a field definition (admin)."""
         session = db_session()
@@ -197,11 +168,14 @@ class FieldDefinitionView(MethodView):
 
 @staff_members_bp.route("/member-merges")
 class MergesView(MethodView):
-    @staff_members_bp.arguments(MergeSchema)
-    @staff_members_bp.response(201, MergeResultSchema)
-    @staff_members_bp.alt_response(409, description="Same member, or a merged or erased member")
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(
+        staff_members_bp,
+        "admin",
+        args=MergeSchema,
+        status=201,
+        schema=MergeResultSchema,
+        errors={409: "Same member, or a merged or erased member"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Merge `source_id` into `survivor_id` (admin, audited; undo with unmerge)."""
         session = db_session()
@@ -212,11 +186,13 @@ class MergesView(MethodView):
 
 @staff_members_bp.route("/member-merges/<int:merge_id>/unmerge")
 class UnmergeView(MethodView):
-    @staff_members_bp.arguments(UnmergeSchema)
-    @staff_members_bp.response(200, MergeResultSchema)
-    @staff_members_bp.alt_response(409, description="Already undone, or the survivor changed since")
-    @staff_members_bp.doc(security=STAFF_SECURITY)
-    @staff_required("admin")
+    @staff_route(
+        staff_members_bp,
+        "admin",
+        args=UnmergeSchema,
+        schema=MergeResultSchema,
+        errors={409: "Already undone, or the survivor changed since"},
+    )
     def post(self, data: dict[str, Any], merge_id: int) -> Any:
         """Undo a merge: both members are restored (admin, audited)."""
         session = db_session()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import marshmallow as ma
 import pytest
 from flask import Flask
+from flask.views import MethodView
+from flask_smorest import Blueprint
 
 from scrm.context import ext
+from scrm.guards import current_staff
+from scrm.http import member_route, staff_route
 
 
 def assert_envelope(response, status: int, code: str | None = None) -> dict:
@@ -112,3 +119,90 @@ def test_readyz_is_503_when_redis_is_unreachable(app: Flask):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["redis"] == "unavailable"
+
+
+class ThingInSchema(ma.Schema):
+    name = ma.fields.String(required=True)
+
+
+class ThingOutSchema(ma.Schema):
+    name = ma.fields.String()
+    role = ma.fields.String()
+
+
+def _thing_blueprint(app: Flask) -> None:
+    """A staff route declared with staff_route, registered on the app's API."""
+    blueprint = Blueprint("things", __name__, url_prefix="/api/v1/staff/things")
+
+    @blueprint.route("")
+    class ThingsView(MethodView):
+        @staff_route(
+            blueprint,
+            "analyst",
+            args=ThingInSchema,
+            status=201,
+            schema=ThingOutSchema,
+            replay="Replay of the same thing",
+            errors={404: "No such shelf", 409: "Name taken"},
+        )
+        def post(self, data: dict) -> Any:
+            return {"name": data["name"], "role": current_staff().role}, 201
+
+    app.extensions["scrm.api"].register_blueprint(blueprint)
+
+
+def test_staff_route_guards_with_the_roles_and_parses_the_arguments(app: Flask, client, staff):
+    _thing_blueprint(app)
+    assert_envelope(client.post("/api/v1/staff/things", json={"name": "a"}), 401, "token_required")
+    denied = client.post("/api/v1/staff/things", json={"name": "a"}, headers=staff.headers("campaign_manager"))
+    assert_envelope(denied, 403, "role_required")
+    for role in ("analyst", "admin"):
+        response = client.post("/api/v1/staff/things", json={"name": "a"}, headers=staff.headers(role))
+        assert response.status_code == 201
+        assert response.get_json() == {"name": "a", "role": role}
+    invalid = client.post("/api/v1/staff/things", json={}, headers=staff.headers("analyst"))
+    assert_envelope(invalid, 422, "invalid_input")
+
+
+def test_staff_route_documents_security_body_and_responses(app: Flask, client):
+    _thing_blueprint(app)
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/staff/things"]["post"]
+    assert operation["security"] == [{"staffToken": []}]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ThingIn"}
+    responses = operation["responses"]
+    assert set(responses) == {"200", "201", "404", "409", "422", "default"}
+    thing_out = {"$ref": "#/components/schemas/ThingOut"}
+    assert responses["201"]["content"]["application/json"]["schema"] == thing_out
+    assert responses["200"]["content"]["application/json"]["schema"] == thing_out
+    assert responses["200"]["description"] == "Replay of the same thing"
+    assert responses["404"]["description"] == "No such shelf"
+    assert responses["409"]["description"] == "Name taken"
+
+
+def test_staff_route_replay_needs_a_schema():
+    with pytest.raises(ValueError, match="replay"):
+        staff_route(Blueprint("nothing", __name__), replay="Replay")
+
+
+def test_member_route_needs_a_member_token_and_documents_member_security(app: Flask, client, staff):
+    from scrm.guards import member_tokens
+
+    blueprint = Blueprint("mine", __name__, url_prefix="/api/v1/member/mine")
+
+    @blueprint.route("")
+    class MineView(MethodView):
+        @member_route(blueprint, args=ThingInSchema, schema=ThingOutSchema, errors={409: "Taken"})
+        def put(self, data: dict) -> Any:
+            return {"name": data["name"], "role": "member"}
+
+    app.extensions["scrm.api"].register_blueprint(blueprint)
+    assert_envelope(client.put("/api/v1/member/mine", json={"name": "a"}), 401, "token_required")
+    staff_token = client.put("/api/v1/member/mine", json={"name": "a"}, headers=staff.headers("admin"))
+    assert staff_token.status_code == 401
+    with app.app_context():
+        token = member_tokens().issue(1, appid="wxTESTMP000000001")
+    answer = client.put("/api/v1/member/mine", json={"name": "a"}, headers={"Authorization": f"Bearer {token}"})
+    assert (answer.status_code, answer.get_json()) == (200, {"name": "a", "role": "member"})
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/member/mine"]["put"]
+    assert operation["security"] == [{"memberToken": []}]
+    assert set(operation["responses"]) == {"200", "409", "422", "default"}

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from member.legacy.errors import BatchNotFound
+from member.legacy.errors import BatchNotFound, InvalidOrdersParent
 from member.legacy.models import ImportBatch
+from member.legacy.services.history import OrderNormaliser, build_order_mapping
 from member.legacy.services.normalise import ColumnMapping, RowNormaliser, build_mapping
 from member.legacy.services.reader import LegacySource, content_hash
 from scrm import outbox
@@ -36,21 +37,39 @@ def open_batch(
     dry_run: bool = False,
     created_by: int | None = None,
     digest: str | None = None,
+    orders_of: int | None = None,
 ) -> BatchHandle:
     """The batch of this file's content, created when new; the mapping is checked against the header first.
 
     Re-importing a file whose batch exists returns that batch (`created` False): the caller resumes it if it
-    is unfinished and otherwise has nothing to do, so the same file never adds rows twice.
+    is unfinished and otherwise has nothing to do, so the same file never adds rows twice. `orders_of`: the
+    file is the order history of that members batch, which must have finished importing.
     """
+    kind = "members" if orders_of is None else "orders"
+    if orders_of is not None:
+        parent = session.get(ImportBatch, orders_of)
+        if parent is None:
+            raise InvalidOrdersParent(f"there is no import batch {orders_of}")
+        if parent.kind != "members" or parent.dry_run:
+            raise InvalidOrdersParent("order history belongs to a members import, not a dry run or an orders import")
+        if parent.status != "done":
+            raise InvalidOrdersParent("import the members file completely before its order history")
+        if dry_run:
+            raise InvalidOrdersParent("an orders file has no dry run; import it (re-importing adds nothing)")
     source = LegacySource(path)
-    column_mapping = build_mapping(source.header, mapping)
+    column_mapping = (build_mapping if kind == "members" else build_order_mapping)(source.header, mapping)
     digest = digest or content_hash(path)
-    existing = session.scalar(
-        select(ImportBatch).where(ImportBatch.content_hash == digest, ImportBatch.dry_run.is_(dry_run))
-    )
+    existing = _find(session, digest, dry_run, kind)
     if existing is not None:
+        if existing.parent_id != orders_of:
+            raise InvalidOrdersParent(
+                f"this file was imported as the order history of batch {existing.parent_id}",
+                details={"batch_id": existing.id, "parent_id": existing.parent_id},
+            )
         return BatchHandle(existing, created=False)
     batch = ImportBatch(
+        kind=kind,
+        parent_id=orders_of,
         content_hash=digest,
         dry_run=dry_run,
         filename=filename[:255],
@@ -69,13 +88,19 @@ def open_batch(
             session.flush()
     except IntegrityError:
         # The same file uploaded twice at once: the other upload's batch is the batch.
-        found = session.scalar(
-            select(ImportBatch).where(ImportBatch.content_hash == digest, ImportBatch.dry_run.is_(dry_run))
-        )
+        found = _find(session, digest, dry_run, kind)
         if found is None:
             raise
         return BatchHandle(found, created=False)
     return BatchHandle(batch, created=True)
+
+
+def _find(session: Session, digest: str, dry_run: bool, kind: str) -> ImportBatch | None:
+    return session.scalar(
+        select(ImportBatch).where(
+            ImportBatch.content_hash == digest, ImportBatch.dry_run.is_(dry_run), ImportBatch.kind == kind
+        )
+    )
 
 
 def get_batch(session: Session, batch_id: int) -> ImportBatch:
@@ -85,10 +110,13 @@ def get_batch(session: Session, batch_id: int) -> ImportBatch:
     return batch
 
 
-def batch_reader(batch: ImportBatch) -> tuple[LegacySource, RowNormaliser]:
+def batch_reader(batch: ImportBatch) -> tuple[LegacySource, RowNormaliser | OrderNormaliser]:
     """The file of `batch` and the normaliser its mapping defines."""
     source = LegacySource(batch.stored_path)
-    mapping: ColumnMapping = build_mapping(source.header, (batch.mapping or {}).get("overrides"))
+    overrides = (batch.mapping or {}).get("overrides")
+    if batch.kind == "orders":
+        return source, OrderNormaliser(build_order_mapping(source.header, overrides))
+    mapping: ColumnMapping = build_mapping(source.header, overrides)
     return source, RowNormaliser(mapping)
 
 
@@ -102,14 +130,16 @@ def mark_failed(session: Session, batch_id: int, message: str) -> None:
 
 def batch_counts(batch: ImportBatch) -> dict[str, Any]:
     """The counts of a batch as reports print them."""
-    return {
+    counts = {
         "rows": batch.valid_count + batch.invalid_count,
         "valid": batch.valid_count,
         "invalid": batch.invalid_count,
         "invalid_by_reason": dict(sorted((batch.invalid_by_reason or {}).items())),
-        "duplicate_phone_rows": batch.duplicate_rows,
-        "duplicate_phone_groups": batch.duplicate_groups,
     }
+    if batch.kind == "members":
+        counts["duplicate_phone_rows"] = batch.duplicate_rows
+        counts["duplicate_phone_groups"] = batch.duplicate_groups
+    return counts
 
 
 def start_import(session: Session, batch: ImportBatch) -> None:

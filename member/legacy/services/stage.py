@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from member.legacy.models import ImportBatch, LegacyMember, LegacyRowError
+from member.legacy.services import history
 from member.legacy.services.copyrows import CopyRenderer, copy_line
 from member.legacy.services.normalise import NormalRow, RowNormaliser
 from member.legacy.services.reader import Chunk
@@ -56,6 +57,11 @@ WHERE NOT EXISTS (
 """
 
 
+#: Reasons each refused row (by row number) was refused for.
+RowReasons = dict[int, list[str]]
+Normaliser = RowNormaliser | history.OrderNormaliser
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
     rows: int
@@ -69,7 +75,7 @@ class PreparedChunk:
     """A chunk validated and normalised in Python, ready to stage (no database work yet)."""
 
     chunk: Chunk
-    normaliser: RowNormaliser
+    normaliser: Normaliser
     bad: dict[int, list[str]]
     raw_by_row: dict[int, list[str]]
     valid: int
@@ -88,7 +94,7 @@ class PreparedChunk:
         return self.normal_rows
 
 
-def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, renderer: CopyRenderer | None = None) -> PreparedChunk:
+def prepare_chunk(chunk: Chunk, normaliser: Normaliser, *, renderer: CopyRenderer | None = None) -> PreparedChunk:
     """Validate and normalise a chunk; with a `renderer`, as the COPY payload for the renderer's batch.
 
     Rendering here lets the runner do it on the reading thread, while the database is still busy with the
@@ -119,10 +125,12 @@ def prepare_chunk(chunk: Chunk, normaliser: RowNormaliser, *, renderer: CopyRend
 
 
 def apply_chunk(
-    session: Session, batch_id: int, chunk: Chunk, normaliser: RowNormaliser, *, now: datetime | None = None
+    session: Session, batch_id: int, chunk: Chunk, normaliser: Normaliser, *, now: datetime | None = None
 ) -> ChunkOutcome | None:
     """Validate, normalise and stage one chunk, move it into legacy_members and advance the checkpoint."""
-    renderer = CopyRenderer(normaliser, batch_id) if session.get_bind().dialect.name == "postgresql" else None
+    renderer = None
+    if isinstance(normaliser, RowNormaliser) and session.get_bind().dialect.name == "postgresql":
+        renderer = CopyRenderer(normaliser, batch_id)
     return apply_prepared(session, batch_id, prepare_chunk(chunk, normaliser, renderer=renderer), now=now)
 
 
@@ -146,26 +154,13 @@ def apply_prepared(
         return None
     bad = dict(prepared.bad)
     raw_by_row = dict(prepared.raw_by_row)
-    inserted = 0
-    staged = prepared.valid > 0
-    dialect = session.get_bind().dialect.name
-    if staged and dialect == "postgresql":
-        payload = prepared.copy_payload if prepared.copy_batch_id == batch_id else None
-        if payload is None and _ids_unique(prepared.good):
-            payload = copy_text(batch_id, prepared.good).encode()
-        if payload is not None and _copy_direct(session, payload):
-            inserted = prepared.valid
-            staged = False
-    if staged:
-        good = prepared.good
-        _stage(session, good, dialect)
-        inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
-        if inserted < len(good):
-            values_by_row = dict(chunk.rows)
-            for (row_number,) in session.execute(text(_DUPLICATE_IDS), {"batch_id": batch_id}):
-                bad[row_number] = ["duplicate_legacy_id"]
-                raw_by_row[row_number] = values_by_row[row_number]
-        session.execute(text("DELETE FROM legacy_stage"))
+    if batch.kind == "orders":
+        inserted, refused = history.stage_orders(session, batch, prepared.good)  # type: ignore[arg-type]
+        bad.update(refused)
+        values_by_row = dict(chunk.rows)
+        raw_by_row.update((row_number, values_by_row[row_number]) for row_number in refused)
+    else:
+        inserted = _stage_members(session, batch_id, prepared, bad, raw_by_row)
     if bad:
         session.execute(
             insert(LegacyRowError),
@@ -193,8 +188,45 @@ def apply_prepared(
     return ChunkOutcome(rows=len(chunk.rows), inserted=inserted, invalid=len(bad), eof=chunk.eof)
 
 
+def _stage_members(
+    session: Session,
+    batch_id: int,
+    prepared: PreparedChunk,
+    bad: dict[int, list[str]],
+    raw_by_row: dict[int, list[str]],
+) -> int:
+    """Move a chunk's good member rows into legacy_members; rows losing to an earlier legacy id join `bad`."""
+    if not prepared.valid:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        payload = prepared.copy_payload if prepared.copy_batch_id == batch_id else None
+        if payload is None and _ids_unique(prepared.good):
+            payload = copy_text(batch_id, prepared.good).encode()
+        if payload is not None and _copy_direct(session, payload):
+            return prepared.valid
+    good = prepared.good
+    _stage(session, good, dialect)
+    inserted = session.execute(text(_MOVE), {"batch_id": batch_id}).rowcount or 0
+    if inserted < len(good):
+        values_by_row = dict(prepared.chunk.rows)
+        for (row_number,) in session.execute(text(_DUPLICATE_IDS), {"batch_id": batch_id}):
+            bad[row_number] = ["duplicate_legacy_id"]
+            raw_by_row[row_number] = values_by_row[row_number]
+    session.execute(text("DELETE FROM legacy_stage"))
+    return inserted
+
+
 def finish_batch(session: Session, batch: ImportBatch, *, now: datetime | None = None) -> None:
-    """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch."""
+    """Count the phones the file holds more than once (reported and grouped, all rows kept) and close the batch.
+
+    An orders batch just closes: its bind pass, after this commits, carries its orders to bound members.
+    """
+    if batch.kind == "orders":
+        batch.progress_done = batch.progress_total or batch.progress_done
+        batch.status = "done"
+        batch.finished_at = now or utcnow()
+        return
     if session.get_bind().dialect.name == "postgresql":
         # Grouping millions of phones spills to disk at the default work_mem; this chunk's transaction may
         # use more (SET LOCAL ends with it).

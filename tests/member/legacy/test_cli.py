@@ -38,3 +38,33 @@ def test_cli_dry_run_import_and_reimport(tmp_path, monkeypatch):
 
     bad = runner.invoke(main, ["legacy", "import", str(path), "--mapping", str(tmp_path / "crm.csv")])
     assert bad.exit_code != 0
+
+
+def test_cli_imports_order_history_on_sqlite(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'scrm.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("SCRM_DATABASE_URL", url)
+    monkeypatch.setenv("SCRM_LOG_JSON", "0")
+    members = tmp_path / "members.csv"
+    members.write_text("会员编号,手机号\nA1,13800138000\nA2,13700137000\nA3,13700137000\n", encoding="utf-8")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "订单号,手机号,金额,下单时间\nO1,13800138000,9.90,2024-01-02\nO2,13700137000,1,2024-01-02\n"
+        "O1,13800138000,9.90,2024-01-02\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    first = runner.invoke(main, ["legacy", "import", str(members)])
+    assert first.exit_code == 0, first.output
+    early = runner.invoke(main, ["legacy", "import", str(orders), "--orders-of", "7"])
+    assert early.exit_code != 0
+    assert "no import batch 7" in early.output
+
+    result = runner.invoke(main, ["legacy", "import", str(orders), "--orders-of", "1"])
+    assert result.exit_code == 0, result.output
+    assert "valid: 1" in result.output
+    assert '"duplicate_order_id": 1' in result.output
+    assert '"unknown_or_shared_phone": 1' in result.output
+    assert "orders_carried_to_bound_members: 0" in result.output
+    again = runner.invoke(main, ["legacy", "import", str(orders), "--orders-of", "1"])
+    assert "nothing added" in again.output

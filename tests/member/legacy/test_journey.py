@@ -43,6 +43,18 @@ def legacy_file(tmp_path):
     return path
 
 
+def legacy_orders_file(tmp_path):
+    path = tmp_path / "old-crm-orders.csv"
+    path.write_text(
+        "订单号,会员卡号,实付金额,下单时间,商品\n"
+        "SO-1,VIP-0001,199.00,2024-11-11 20:00:00,羊绒围巾\n"
+        "SO-2,VIP-0001,88.80,2025-02-14,巧克力\n"
+        "SO-3,VIP-0002,5.00,2025-03-01,\n",
+        encoding="gb18030",
+    )
+    return path
+
+
 def test_a_legacy_member_is_recognised_once_after_follow_login_and_a_phone_retry_storm(
     embedded_pg_app, pg_url, tmp_path
 ):
@@ -51,6 +63,11 @@ def test_a_legacy_member_is_recognised_once_after_follow_login_and_a_phone_retry
     with db.transaction() as session:
         batch_id = open_batch(session, path=legacy_file(tmp_path), filename="old-crm.csv").batch.id
     run_import(db, batch_id)
+    with db.transaction() as session:
+        orders_batch = open_batch(
+            session, path=legacy_orders_file(tmp_path), filename="orders.csv", orders_of=batch_id
+        ).batch.id
+    run_import(db, orders_batch)
     directory = DatabaseAppDirectory(db, SecretBox(TEST_SECRET_KEY))
     with running_sandbox(app_loader=directory.all) as (sandbox_url, _state):
         app = create_app(make_config(database_url=pg_url, wechat_api_base=sandbox_url, wechat_open_base=sandbox_url))
@@ -82,6 +99,13 @@ def test_a_legacy_member_is_recognised_once_after_follow_login_and_a_phone_retry
             statuses += [share_phone() for _ in range(4)]
             assert statuses.count(200) >= 1
             assert set(statuses) <= {200, 409}
+
+            # The history arrived once, as orders that earned nothing new (the legacy balance is the points).
+            orders = http.get(f"{service}/api/v1/member/orders", headers=headers, timeout=10).json()
+            assert [(o["external_id"], o["amount_fen"], o["points_earned"]) for o in orders["items"]] == [
+                (f"{batch_id}:SO-2", 8880, 0),
+                (f"{batch_id}:SO-1", 19900, 0),
+            ]
 
             staff = StaffAuth(app).headers("admin")
             batch = http.get(f"{service}/api/v1/staff/legacy/imports/{batch_id}", headers=staff, timeout=10).json()

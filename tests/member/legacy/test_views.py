@@ -3,6 +3,7 @@ queue with filters, decisions and undo over HTTP, binding rate; validation and r
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from member.legacy.models import LegacyMember
+from member.models import Order
 from scrm.clock import utcnow
 from scrm.models import AuditEntry
 from tests.conftest import make_config
@@ -80,6 +82,16 @@ def test_error_report_downloads_as_csv_and_is_audited(client, staff, session, cr
     assert "13900000499" not in response.get_data(as_text=True).split("duplicate_phone", 1)[1].split("\n")[0]
     assert session.scalar(select(AuditEntry.action).where(AuditEntry.action == "legacy.errors.download"))
     assert client.get(f"{API}/imports/{batch_id}/errors.csv", headers=staff.headers("analyst")).status_code == 403
+
+
+def test_error_report_writes_formula_cells_as_text(client, staff):
+    admin = staff.headers("admin")
+    content = '会员编号,手机号,姓名\n=HYPERLINK("http://x"),12345,@SUM(A1)\n'.encode()
+    batch_id = upload(client, admin, content).json["id"]
+    report = client.get(f"{API}/imports/{batch_id}/errors.csv", headers=admin).get_data(as_text=True)
+    [row] = list(csv.reader(io.StringIO(report.lstrip("\ufeff"))))[1:]
+    assert row[:3] == ["2", "invalid", "invalid_phone"]
+    assert row[5] == "'" + '=HYPERLINK("http://x")\t12345\t@SUM(A1)'
 
 
 def test_dry_run_upload_reports_and_writes_no_records(client, staff, session, factories, crm_csv):
@@ -155,3 +167,34 @@ def test_conflict_queue_decide_and_undo_over_http(client, staff, session, factor
     assert len(rate) == 7
     assert rate[-1]["imported"] == 3
     assert rate[-1]["bound"] == 0
+
+
+def test_order_history_upload_reaches_bound_members(client, staff, session, factories):
+    admin = staff.headers("admin")
+    member = factories.MemberFactory(phone="+8613800138000", phone_verified_at=utcnow())
+    session.commit()
+    members = upload(client, admin, "会员编号,手机号\nA1,13800138000\nA2,13700137000\n".encode()).json
+    members = client.get(f"{API}/imports/{members['id']}", headers=admin).json
+    assert (members["kind"], members["parent_id"], members["bound_count"]) == ("members", None, 1)
+    orders = "订单号,会员编号,金额,下单时间\nO1,A1,12.50,2024-01-02\nO2,A2,8,2024-01-03\nO3,A7,1,2024-01-03\n"
+
+    response = upload(client, admin, orders.encode(), name="orders.csv", orders_of=str(members["id"]))
+    assert response.status_code == 202, response.json
+    shown = client.get(f"{API}/imports/{response.json['id']}", headers=admin).json
+    assert (shown["kind"], shown["parent_id"], shown["status"]) == ("orders", members["id"], "done")
+    assert (shown["valid_count"], shown["invalid_count"], shown["bound_count"]) == (2, 1, 1)
+    assert shown["invalid_by_reason"] == {"unknown_member": 1}
+    mine = client.get(f"{API}/imports/{response.json['id']}/errors.csv", headers=admin)
+    assert "4,invalid,unknown_member,,,O3\tA7\t1\t2024-01-03" in mine.get_data(as_text=True)
+    carried = session.execute(
+        select(Order.external_id, Order.amount_fen).where(Order.member_id == member.id, Order.source == "legacy")
+    ).all()
+    assert carried == [(f"{members['id']}:O1", 1250)]
+
+    refused = upload(client, admin, orders.encode() + b"O4,A1,1,2024-01-04\n", name="o.csv", orders_of="999999")
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "legacy_invalid_orders_parent"
+    no_amount = upload(client, admin, "订单号,会员编号\nO1,A1\n".encode(), name="o.csv", orders_of=str(members["id"]))
+    assert no_amount.status_code == 422
+    assert no_amount.json["error"]["details"]["missing"] == ["amount", "paid_at"]
+    assert upload(client, admin, orders.encode(), orders_of="x").status_code == 422
