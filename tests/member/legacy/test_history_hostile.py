@@ -1,0 +1,479 @@
+"""Legacy order history against hostile and messy input: encodings, delimiters, XLSX, header variants, odd amounts
+and dates, COPY-unsafe order ids, empty files, and records merged, erased, unbound and re-bound, or bound to members
+who are merged and unmerged; the upload API with bad `orders_of` values and roles."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from member.legacy.errors import InvalidMapping, UnreadableFile
+from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, LegacyMember, LegacyOrder, LegacyRowError
+from member.legacy.selectors import error_report_csv
+from member.legacy.services.batches import open_batch
+from member.legacy.services.binding import unbind
+from member.legacy.services.conflicts import resolve_conflict
+from member.models import Order
+from member.services.merge import merge_members, unmerge_members
+from member.services.privacy import erase_member
+from tests.conftest import make_config
+from tests.member.legacy.files import write_xlsx
+from tests.member.legacy.test_binding import verify
+from tests.member.legacy.test_history import MEMBERS, STAFF, import_file, legacy_orders, write
+
+API = "/api/v1/staff/legacy"
+HEADER = ["订单号", "会员编号", "手机号", "实付金额", "下单时间", "商品"]
+
+
+@pytest.fixture
+def members_batch(db, tmp_path):
+    return import_file(db, write(tmp_path / "members.csv", MEMBERS))
+
+
+def ids(session):
+    return dict(session.execute(select(LegacyMember.legacy_id, LegacyMember.id)).all())
+
+
+def stored(session, batch_id):
+    return {
+        order.order_ref: (order.legacy_member_id, order.amount_fen, order.paid_at.isoformat(), order.items)
+        for order in session.scalars(select(LegacyOrder).where(LegacyOrder.batch_id == batch_id))
+    }
+
+
+def errors(session, batch_id):
+    return dict(
+        session.execute(
+            select(LegacyRowError.row_number, LegacyRowError.reasons).where(LegacyRowError.batch_id == batch_id)
+        ).all()
+    )
+
+
+def all_orders(session):
+    return session.execute(
+        select(Order.member_id, Order.external_id).where(Order.source == "legacy").order_by(Order.external_id)
+    ).all()
+
+
+# --- files: encodings, delimiters, XLSX, headers ---
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter"),
+    [("gb18030", ","), ("utf-8-sig", ","), ("utf-8", ";"), ("utf-8-sig", "\t"), ("gb18030", "|")],
+)
+def test_orders_file_in_any_encoding_and_delimiter(db, session, tmp_path, members_batch, encoding, delimiter):
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerows(
+        [
+            HEADER,
+            ["O1", "A1", "", "1,234.5", "2024年3月1日", "绿茶、红茶"],
+            ["O2", "", "139 0000 0002", "￥88", "2024/3/2 9:05", ""],
+        ]
+    )
+    path = tmp_path / "orders.csv"
+    path.write_bytes(buffer.getvalue().encode(encoding))
+    batch_id = import_file(db, path, orders_of=members_batch)
+    record = ids(session)
+    assert stored(session, batch_id) == {
+        "O1": (record["A1"], 123450, "2024-02-29T16:00:00+00:00", [{"name": "绿茶"}, {"name": "红茶"}]),
+        "O2": (record["A2"], 8800, "2024-03-02T01:05:00+00:00", None),
+    }
+    assert errors(session, batch_id) == {}
+
+
+def test_orders_file_as_xlsx(db, session, tmp_path, members_batch):
+    path = write_xlsx(
+        tmp_path / "orders.xlsx",
+        [["O1", "A1", "", "12.5", "2024-03-01 10:00:00", "茶"], ["O2", "A9", "", "1", "2024-03-01", ""]],
+        header=tuple(HEADER),
+    )
+    batch_id = import_file(db, path, orders_of=members_batch)
+    assert stored(session, batch_id) == {
+        "O1": (ids(session)["A1"], 1250, "2024-03-01T02:00:00+00:00", [{"name": "茶"}]),
+    }
+    assert errors(session, batch_id) == {3: "unknown_member"}
+    assert session.get(ImportBatch, batch_id).file_format == "xlsx"
+
+
+def test_header_variants_english_chinese_extra_and_duplicate_columns(db, session, tmp_path, members_batch):
+    rows = [
+        # English, odd case and spacing, an extra column, and a second "order no" column that is ignored.
+        ["Order No", "Customer ID", "Store", "Paid Amount", "Order Date", "ORDER_NO", " SKU "],
+        ["O1", "A1", "上海", "10", "2024-01-01", "X9", "teaA|teaB"],
+    ]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    assert stored(session, batch_id) == {
+        "O1": (ids(session)["A1"], 1000, "2023-12-31T16:00:00+00:00", [{"name": "teaA"}, {"name": "teaB"}]),
+    }
+    mapping = session.get(ImportBatch, batch_id).mapping["columns"]
+    assert mapping == {
+        "Order No": "order_ref",
+        "Customer ID": "member_ref",
+        "Store": "ignore",
+        "Paid Amount": "amount",
+        "Order Date": "paid_at",
+        "ORDER_NO": "ignore",
+        "SKU": "items",
+    }
+
+
+def test_a_members_header_is_not_an_orders_header(db, tmp_path, members_batch):
+    # The members file itself sent as order history: no order id, amount or date columns.
+    with pytest.raises(InvalidMapping) as refused, db.transaction() as s:
+        open_batch(s, path=write(tmp_path / "m.csv", MEMBERS), filename="m.csv", orders_of=members_batch)
+    assert refused.value.details["missing"] == ["order_ref", "amount", "paid_at"]
+
+
+def test_header_only_and_bom_only_files(db, session, tmp_path, members_batch):
+    header_only = tmp_path / "header.csv"
+    header_only.write_bytes(("\ufeff" + ",".join(HEADER) + "\r\n\r\n\r\n").encode())
+    batch_id = import_file(db, header_only, orders_of=members_batch)
+    batch = session.get(ImportBatch, batch_id)
+    assert (batch.status, batch.valid_count, batch.invalid_count) == ("done", 0, 0)
+    bom_only = tmp_path / "bom.csv"
+    bom_only.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(UnreadableFile), db.transaction() as s:
+        open_batch(s, path=bom_only, filename="bom.csv", orders_of=members_batch)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableFile), db.transaction() as s:
+        open_batch(s, path=empty, filename="empty.csv", orders_of=members_batch)
+
+
+# --- cells: amounts, dates, order ids ---
+
+
+@pytest.mark.parametrize(
+    ("amount", "fen"),
+    [
+        ("1,234.5", 123450),
+        ("￥88", 8800),
+        ("¥ 88.80 元", 8880),
+        ("１２８", 12800),
+        ("0.01", 1),
+        ("9999999999999999.99", 999999999999999999),
+        ("12.345", None),
+        ("-5", None),
+        ("0.00", None),
+        ("0", None),
+        ("99999999999999999", None),
+        ("1e3", None),
+        ("abc", None),
+        ("12.3.4", None),
+        ("NaN", None),
+        # A decimal comma (a semicolon-delimited European export) is not a thousands separator: not 1250 yuan.
+        pytest.param("12,50", None, marks=pytest.mark.xfail(strict=True, reason="read as 1250 yuan")),
+        pytest.param("1,2,3", None, marks=pytest.mark.xfail(strict=True, reason="read as 123 yuan")),
+    ],
+)
+def test_amounts(db, session, tmp_path, members_batch, factories, amount, fen):
+    rows = [HEADER, ["O1", "A2", "", amount, "2024-01-01", ""]]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    if fen is None:
+        assert errors(session, batch_id) == {2: "invalid_amount"}
+        assert stored(session, batch_id) == {}
+        return
+    assert stored(session, batch_id)["O1"][1] == fen
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000002")
+    assert [o.amount_fen for o in legacy_orders(session, member)] == [fen]
+
+
+@pytest.mark.parametrize(
+    ("paid_at", "utc"),
+    [
+        ("2024-03-01", "2024-02-29T16:00:00+00:00"),
+        ("2024/3/1 8:00", "2024-03-01T00:00:00+00:00"),
+        ("2024.03.01 08:00:30", "2024-03-01T00:00:30+00:00"),
+        ("2024年3月1日", "2024-02-29T16:00:00+00:00"),
+        ("20240301", "2024-02-29T16:00:00+00:00"),
+        ("2024-03-01T08:00:00.123", "2024-03-01T00:00:00+00:00"),
+        ("2024-02-30", None),
+        ("2024-13-01", None),
+        ("01/03/2024", None),
+        ("yesterday", None),
+        ("2024-03-01 25:00", None),
+        ("0000-01-01", None),
+        pytest.param("0001-01-01", None, marks=pytest.mark.xfail(strict=True, reason="stored as 1 BC")),
+    ],
+)
+def test_dates(db, session, tmp_path, members_batch, factories, paid_at, utc):
+    rows = [HEADER, ["O1", "A2", "", "10", paid_at, ""]]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    if utc is None:
+        assert errors(session, batch_id) == {2: "invalid_paid_at"}
+        return
+    assert stored(session, batch_id)["O1"][2] == utc
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000002")
+    assert len(legacy_orders(session, member)) == 1
+
+
+@pytest.mark.parametrize(
+    "order_ref",
+    [
+        "a\tb",
+        "a\nb",
+        "a\r\nb",
+        'say "hi"',
+        "back\\slash",
+        "\\N",
+        "\\.",
+        "'quoted'",
+        "订单,含逗号",
+        "=1+2",
+        "x" * 64,
+        pytest.param("nul\x00byte", marks=pytest.mark.xfail(strict=True)),
+    ],
+)
+def test_order_ids_that_copy_text_must_escape(db, session, tmp_path, members_batch, factories, order_ref):
+    rows = [HEADER, [order_ref, "A2", "", "10", "2024-01-01", "a\\b\tc"]]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    assert errors(session, batch_id) == {}
+    assert list(stored(session, batch_id)) == [order_ref]
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000002")
+    assert [o.external_id for o in legacy_orders(session, member)] == [f"{members_batch}:{order_ref}"]
+
+
+def test_overlong_and_blank_values_and_empty_lines(db, session, tmp_path, members_batch):
+    rows = [
+        HEADER,
+        ["x" * 65, "A2", "", "10", "2024-01-01", ""],  # row 2
+        ["   ", "A2", "", "10", "2024-01-01", ""],  # row 3
+        ["", "", "", "", "", ""],  # row 4: blank, skipped
+        [],  # row 5: empty line, skipped
+        ["O1", "B" * 65, "", "10", "2024-01-01", "长" * 500],  # row 6
+        ["O2", "A2", "", "10", "2024-01-01", "长" * 500],  # row 7
+        ["O3", "A2"],  # row 8: a short row
+    ]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    assert errors(session, batch_id) == {
+        2: "invalid_order_id",
+        3: "missing_order_id",
+        6: "invalid_member_ref",
+        8: "missing_amount;missing_paid_at",
+    }
+    assert stored(session, batch_id)["O2"][3] == [{"name": "长" * 120}]
+    report = "".join(error_report_csv(session, batch_id))
+    assert report.count("\n") == 5
+
+
+def test_the_same_order_id_for_two_members_keeps_the_first_and_reports_the_second(
+    db, session, tmp_path, members_batch, factories
+):
+    rows = [HEADER, ["O1", "A1", "", "10", "2024-01-01", ""], ["O1", "A2", "", "20", "2024-01-02", ""]]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    assert errors(session, batch_id) == {3: "duplicate_order_id"}
+    # A second file with that id again (another export) reports it too and changes nothing.
+    again = import_file(
+        db, write(tmp_path / "more.csv", [HEADER, ["O1", "A2", "", "30", "2024-01-03", ""]]), orders_of=members_batch
+    )
+    assert errors(session, again) == {2: "duplicate_order_id"}
+    first, second = factories.MemberFactory(), factories.MemberFactory()
+    verify(session, first, phone="+8613900000001")
+    verify(session, second, phone="+8613900000002")
+    assert [o.amount_fen for o in legacy_orders(session, first)] == [1000]
+    assert legacy_orders(session, second) == []
+
+
+def test_an_orders_file_uploaded_again_under_another_name_adds_nothing(db, session, tmp_path, members_batch):
+    rows = [HEADER, ["O1", "A1", "", "10", "2024-01-01", ""]]
+    first = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    again = import_file(db, write(tmp_path / "renamed-copy.CSV", rows), orders_of=members_batch)
+    assert again == first
+    assert session.scalar(select(func.count()).select_from(LegacyOrder)) == 1
+    assert session.scalar(select(func.count()).select_from(ImportBatch).where(ImportBatch.kind == "orders")) == 1
+
+
+# --- records merged, erased, unbound and re-bound; members merged and unmerged ---
+
+ORDERS = [
+    HEADER,
+    ["O1", "A1", "", "10", "2024-01-01", ""],
+    ["O2", "A2", "", "20", "2024-01-02", ""],
+    ["O4", "A4", "", "40", "2024-01-04", ""],
+    ["O5", "A5", "", "50", "2024-01-05", ""],
+]
+
+
+@pytest.fixture
+def orders_path(tmp_path):
+    return write(tmp_path / "orders.csv", ORDERS)
+
+
+def test_staff_merge_of_records_then_unbind_and_rebind(db, session, members_batch, orders_path, factories):
+    import_file(db, orders_path, orders_of=members_batch)
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000004")
+    conflict = session.scalar(select(BindingConflict).where(BindingConflict.status == "open"))
+    resolve_conflict(session, conflict.id, action="merge", legacy_member_id=ids(session)["A5"], actor=STAFF)
+    assert [o.external_id for o in legacy_orders(session, member)] == [f"{members_batch}:O4", f"{members_batch}:O5"]
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+    assert session.scalar(select(func.count()).select_from(LegacyOrder)) == 4  # kept for a later bind
+    # Bound again through a new decision: once each, nothing twice.
+    verify(session, member, phone="+8613900000004")
+    conflict = session.scalar(select(BindingConflict).where(BindingConflict.status == "open"))
+    resolve_conflict(session, conflict.id, action="bind", legacy_member_id=ids(session)["A4"], actor=STAFF)
+    assert [o.external_id for o in legacy_orders(session, member)] == [f"{members_batch}:O4"]
+
+
+def test_erased_member_keeps_carried_orders_and_an_unbind_still_removes_them(
+    db, session, members_batch, orders_path, factories
+):
+    import_file(db, orders_path, orders_of=members_batch)
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000001")
+    erase_member(session, member, actor=STAFF)
+    assert all_orders(session) == [(member.id, f"{members_batch}:O1")]
+    record = session.get(LegacyMember, ids(session)["A1"])
+    assert record.phone.startswith("erased-")
+    # The erased phone no longer links an order by phone.
+    late = import_file(
+        db,
+        write(orders_path.parent / "late.csv", [HEADER, ["O9", "", "13900000001", "5", "2024-01-09", ""]]),
+        orders_of=members_batch,
+    )
+    assert errors(session, late) == {2: "unknown_or_shared_phone"}
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.member_id == member.id))
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+
+
+@pytest.mark.xfail(strict=True)
+def test_member_merge_moves_the_history_and_an_unbind_afterwards_removes_it(
+    db, session, members_batch, orders_path, factories
+):
+    import_file(db, orders_path, orders_of=members_batch)
+    source, survivor = factories.MemberFactory(), factories.MemberFactory()
+    verify(session, source, phone="+8613900000001")
+    merge = merge_members(session, survivor_id=survivor.id, source_id=source.id, actor=STAFF)
+    assert all_orders(session) == [(survivor.id, f"{members_batch}:O1")]
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    assert binding.member_id == survivor.id
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+    unmerge_members(session, merge.id, actor=STAFF)
+    assert all_orders(session) == []
+    session.refresh(survivor)
+    session.refresh(source)
+    assert (survivor.last_order_at, source.last_order_at) == (None, None)
+
+
+def test_member_merge_and_unmerge_take_the_history_along(db, session, members_batch, orders_path, factories):
+    import_file(db, orders_path, orders_of=members_batch)
+    source, survivor = factories.MemberFactory(), factories.MemberFactory()
+    verify(session, source, phone="+8613900000001")
+    merge = merge_members(session, survivor_id=survivor.id, source_id=source.id, actor=STAFF)
+    unmerge_members(session, merge.id, actor=STAFF)
+    assert all_orders(session) == [(source.id, f"{members_batch}:O1")]
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+
+
+@pytest.mark.xfail(strict=True)
+def test_orders_arriving_while_the_member_is_merged_go_back_with_the_unmerge(
+    db, session, tmp_path, members_batch, factories
+):
+    source, survivor = factories.MemberFactory(), factories.MemberFactory()
+    verify(session, source, phone="+8613900000001")
+    merge = merge_members(session, survivor_id=survivor.id, source_id=source.id, actor=STAFF)
+    # The orders file arrives while the record's member is merged: its pass carries them to the survivor.
+    import_file(db, write(tmp_path / "orders.csv", ORDERS), orders_of=members_batch)
+    assert all_orders(session) == [(survivor.id, f"{members_batch}:O1")]
+    unmerge_members(session, merge.id, actor=STAFF)
+    # The record and its binding went back to the source member; so must the orders it carried.
+    assert session.get(LegacyMember, ids(session)["A1"]).bound_member_id == source.id
+    assert all_orders(session) == [(source.id, f"{members_batch}:O1")]
+    session.refresh(survivor)
+    session.refresh(source)
+    assert survivor.last_order_at is None
+    assert source.last_order_at is not None
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+
+
+@pytest.mark.xfail(strict=True)
+def test_a_record_with_many_orders_binds(db, session, tmp_path, members_batch, factories):
+    # A "walk-in customer" record of a shop's old CRM holds thousands of orders.
+    rows = [HEADER, *([f"W{i}", "A2", "", "1", "2024-01-01", "茶"] for i in range(12_000))]
+    batch_id = import_file(db, write(tmp_path / "orders.csv", rows), orders_of=members_batch)
+    assert session.get(ImportBatch, batch_id).valid_count == 12_000
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000002")
+    assert session.scalar(select(func.count()).where(Order.member_id == member.id)) == 12_000
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.member_id == member.id))
+    unbind(session, binding.id, actor=STAFF)
+    assert session.scalar(select(func.count()).where(Order.member_id == member.id)) == 0
+
+
+# --- the upload API ---
+
+
+@pytest.fixture
+def config(tmp_path):
+    return make_config(legacy_upload_dir=str(tmp_path / "uploads"))
+
+
+def upload(client, headers, content, *, name="orders.csv", **form):
+    data = {"file": (io.BytesIO(content), name), **form}
+    return client.post(f"{API}/imports", data=data, headers=headers, content_type="multipart/form-data")
+
+
+def test_upload_with_bad_orders_of_values(client, staff, session, db, tmp_path, members_batch):
+    admin = staff.headers("admin")
+    orders = "订单号,会员编号,金额,下单时间\nO1,A1,12.50,2024-01-02\n".encode()
+    with db.transaction() as s:
+        dry = open_batch(s, path=write(tmp_path / "dry.csv", MEMBERS[:3]), filename="dry.csv", dry_run=True).batch.id
+    first = upload(client, admin, orders, orders_of=str(members_batch))
+    assert first.status_code == 202, first.json
+    orders_batch = first.json["id"]
+    cases = {
+        "": 422,
+        " ": 422,
+        "0": 422,
+        "-1": 422,
+        "abc": 422,
+        "1.5": 422,
+        "1e3": 422,
+        "99999999999999999999": 422,
+        "9223372036854775808": 422,
+        "2147483648": 409,
+        "123456": 409,
+        str(dry): 409,
+        str(orders_batch): 409,
+    }
+    for value, status in cases.items():
+        other = orders + f"O-{value!r},A1,1,2024-01-02\n".encode()
+        response = upload(client, admin, other, orders_of=value)
+        assert response.status_code == status, (value, response.status_code, response.json)
+        assert response.json["error"]["code"], value
+    # Nothing of the refused uploads was stored.
+    assert session.scalar(select(func.count()).select_from(ImportBatch).where(ImportBatch.kind == "orders")) == 1
+    assert session.scalar(select(func.count()).select_from(LegacyOrder)) == 1
+
+
+def test_upload_of_a_members_file_already_imported_as_orders_is_refused_clearly(
+    client, staff, db, tmp_path, members_batch
+):
+    admin = staff.headers("admin")
+    orders = "订单号,会员编号,金额,下单时间\nO1,A1,12.50,2024-01-02\n".encode()
+    assert upload(client, admin, orders, orders_of=str(members_batch)).status_code == 202
+    # The same bytes as a members file: no phone column, a clear 422.
+    assert upload(client, admin, orders).status_code == 422
+
+
+def test_only_an_admin_uploads_orders(client, staff, members_batch):
+    orders = "订单号,会员编号,金额,下单时间\nO1,A1,12.50,2024-01-02\n".encode()
+    for role in ("analyst", "campaign_manager", "kol_manager"):
+        assert upload(client, staff.headers(role), orders, orders_of=str(members_batch)).status_code == 403
+    assert upload(client, {}, orders, orders_of=str(members_batch)).status_code == 401
