@@ -104,8 +104,10 @@ _MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
 _PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
 _DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_MONEY_NOISE = str.maketrans("", "", ",\uff0c¥￥元 \u3000")
-_MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
+_MONEY_NOISE = str.maketrans("", "", "¥￥元 \u3000")
+# A comma groups thousands ("1,234.50"); anywhere else ("12,50", a decimal comma) it is not an amount we can read.
+_MONEY = re.compile(r"(\d{1,16}|\d{1,3}(?:[,\uff0c]\d{3}){1,4})(?:\.(\d{1,2})0*)?")
+_THOUSANDS = str.maketrans("", "", ",\uff0c")
 _NAME_SPACE = re.compile(r"\s+")
 
 #: Normalised values in staging-column order (after row_number).
@@ -149,7 +151,7 @@ def parse_fen(raw: str) -> int | None:
     if not match:
         return None
     cents = match.group(2) or ""
-    return int(match.group(1)) * 100 + int(cents.ljust(2, "0"))
+    return int(match.group(1).translate(_THOUSANDS)) * 100 + int(cents.ljust(2, "0"))
 
 
 def parse_points(raw: str) -> int | None:

@@ -64,6 +64,10 @@ def test_dates_are_read_as_china_time(raw, utc):
         ("100.00", 10000),
         ("-5", None),
         ("1.234", None),
+        ("１，２３４，５６７.８", 123456780),
+        ("12,50", None),
+        ("1,2,3", None),
+        ("1234,567", None),
     ],
 )
 def test_spend_in_yuan_becomes_fen(raw, fen):
