@@ -140,9 +140,12 @@ def parse_legacy_datetime(raw: str) -> datetime | None:
         return None
     parts = [int(p) if p else 0 for p in match.groups()]
     try:
-        return datetime(*parts, tzinfo=LEGACY_TZ)
-    except ValueError:
+        value = datetime(*parts, tzinfo=LEGACY_TZ)
+        # Early on 0001-01-01 in China is still year 0 in UTC: stored, it could never be read back.
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return value
 
 
 def parse_fen(raw: str) -> int | None:

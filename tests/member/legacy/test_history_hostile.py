@@ -199,7 +199,8 @@ def test_amounts(db, session, tmp_path, members_batch, factories, amount, fen):
         ("yesterday", None),
         ("2024-03-01 25:00", None),
         ("0000-01-01", None),
-        pytest.param("0001-01-01", None, marks=pytest.mark.xfail(strict=True, reason="stored as 1 BC")),
+        ("0001-01-01", None),
+        ("0001-01-01 08:00", "0001-01-01T00:00:00+00:00"),
     ],
 )
 def test_dates(db, session, tmp_path, members_batch, factories, paid_at, utc):
