@@ -140,10 +140,11 @@ class OrderNormaliser:
         order_ref = cell(values, self._order)
         if not order_ref:
             reasons.append("missing_order_id")
-        elif len(order_ref) > 64:
+        elif len(order_ref) > 64 or "\x00" in order_ref:
+            # PostgreSQL text cannot hold NUL; an id is refused rather than changed.
             reasons.append("invalid_order_id")
         member_ref = cell(values, self._member)
-        if len(member_ref) > 64:
+        if len(member_ref) > 64 or "\x00" in member_ref:
             reasons.append("invalid_member_ref")
         raw_phone = cell(values, self._phone)
         phone = normalise_phone(raw_phone) if raw_phone else None
@@ -166,7 +167,8 @@ class OrderNormaliser:
             reasons.append("invalid_paid_at")
         if reasons:
             return reasons
-        names = [name.strip() for name in _ITEM_SEPARATORS.split(cell(values, self._items)) if name.strip()]
+        listed = cell(values, self._items).replace("\x00", "")
+        names = [name.strip() for name in _ITEM_SEPARATORS.split(listed) if name.strip()]
         items = json.dumps([{"name": name[:120]} for name in names], ensure_ascii=False) if names else None
         return (row_number, order_ref, member_ref or None, phone, amount, paid_at, items)  # type: ignore[return-value]
 
