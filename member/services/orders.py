@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -317,6 +317,29 @@ def remove_history(session: Session, *, member_id: int, source: str, external_id
     if removed:
         _refresh_last_order_at(session, member_id)
     return removed
+
+
+def move_history(
+    session: Session, *, source: str, external_ids: Sequence[str], from_member_id: int, to_member_id: int
+) -> int:
+    """Give past orders recorded by `record_history` to another member (their records went back to it on an
+    unmerge); returns how many moved."""
+    moved = 0
+    for start in range(0, len(external_ids), HISTORY_GROUP):
+        moved += session.execute(
+            update(Order)
+            .where(
+                Order.source == source,
+                Order.external_id.in_(list(external_ids[start : start + HISTORY_GROUP])),
+                Order.member_id == from_member_id,
+            )
+            .values(member_id=to_member_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if moved:
+        _refresh_last_order_at(session, from_member_id)
+        _refresh_last_order_at(session, to_member_id)
+    return moved
 
 
 def _refresh_last_order_at(session: Session, member_id: int) -> None:

@@ -290,6 +290,14 @@ def uncarry_orders(session: Session, *, member_id: int, legacy_member_ids: Seque
     return order_service.remove_history(session, member_id=member_id, source=SOURCE, external_ids=external_ids)
 
 
+def move_orders(session: Session, *, legacy_member_ids: Sequence[int], from_member_id: int, to_member_id: int) -> int:
+    """Move the orders carried from these legacy records to the member the records now belong to."""
+    external_ids = [order.external_id for order in _past_orders(_orders_of(session, legacy_member_ids))]
+    return order_service.move_history(
+        session, source=SOURCE, external_ids=external_ids, from_member_id=from_member_id, to_member_id=to_member_id
+    )
+
+
 def attach_to_bound(session: Session, batch: ImportBatch) -> int:
     """After an orders import has committed: carry its orders to members whose legacy record is bound already.
 
@@ -333,6 +341,7 @@ __all__ = [
     "attach_to_bound",
     "build_order_mapping",
     "carry_orders",
+    "move_orders",
     "stage_orders",
     "uncarry_orders",
 ]

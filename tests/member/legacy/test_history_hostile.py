@@ -398,7 +398,6 @@ def test_member_merge_and_unmerge_take_the_history_along(db, session, members_ba
     assert all_orders(session) == []
 
 
-@pytest.mark.xfail(strict=True)
 def test_orders_arriving_while_the_member_is_merged_go_back_with_the_unmerge(
     db, session, tmp_path, members_batch, factories
 ):
