@@ -285,6 +285,12 @@ def unmerge_loyalty(session: Session, *, merge_id: int) -> dict[str, Any]:
     return result
 
 
+def current_lot(session: Session, lot_id: int, member_id: int) -> PointsEntry | None:
+    """The lot of `member_id` that holds lot `lot_id`'s points now that merges may have moved them (for a reversal
+    of the original lot, such as a legacy unbind after a merge)."""
+    return _where_it_went(session, lot_id, member_id)
+
+
 def _where_it_went(session: Session, lot_id: int, member_id: int) -> PointsEntry | None:
     """The lot now holding what lot `lot_id` held: itself, or where later merges and unmerges moved it (a lot moves
     at most once, so the chain is a line), stopping at the first lot of `member_id` with points left."""
