@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from member.legacy.errors import InvalidMapping
 from member.legacy.models import ImportBatch, LegacyMember, LegacyOrder
+from member.legacy.services.erasure import ERASED_PHONE_PREFIX
 from member.legacy.services.normalise import (
     DEFAULT_ALIASES,
     IGNORE,
@@ -199,6 +200,14 @@ UPDATE legacy_order_stage SET legacy_member_id = (
     HAVING count(*) = 1
 ) WHERE member_ref IS NULL AND phone IS NOT NULL
 """
+# An erased member's record (its phone replaced by a marker) takes no new data: its orders are refused.
+_UNLINK_ERASED = """
+UPDATE legacy_order_stage SET legacy_member_id = NULL
+WHERE legacy_member_id IN (
+    SELECT m.id FROM legacy_members m WHERE m.batch_id = :members_batch_id AND m.phone LIKE :erased
+)
+RETURNING row_number
+"""
 _UNLINKED = "SELECT row_number, member_ref FROM legacy_order_stage WHERE legacy_member_id IS NULL"
 _MOVE = """
 INSERT INTO legacy_orders
@@ -213,8 +222,8 @@ RETURNING row_number
 def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> tuple[int, dict[int, list[str]]]:
     """Link a chunk of order rows to their legacy members and store them; returns (inserted, refused rows).
 
-    Refused here: an order whose member is not in the members batch (or whose phone several records share),
-    and an order id seen before in this members batch (the first one stays).
+    Refused here: an order whose member is not in the members batch (or whose phone several records share) or
+    was erased, and an order id seen before in this members batch (the first one stays).
     """
     if not rows:
         return 0, {}
@@ -238,10 +247,12 @@ def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> 
     params = {"batch_id": batch.id, "members_batch_id": batch.parent_id}
     session.execute(text(_LINK_BY_ID), params)
     session.execute(text(_LINK_BY_PHONE), params)
+    erased = session.execute(text(_UNLINK_ERASED), {**params, "erased": f"{ERASED_PHONE_PREFIX}%"}).scalars().all()
     refused: dict[int, list[str]] = {
         row_number: ["unknown_member" if member_ref else "unknown_or_shared_phone"]
         for row_number, member_ref in session.execute(text(_UNLINKED))
     }
+    refused.update((row_number, ["erased_member"]) for row_number in erased)
     inserted = {row_number for (row_number,) in session.execute(text(_MOVE), params)}
     for row in rows:
         if row[0] not in inserted and row[0] not in refused:

@@ -17,7 +17,7 @@ from member.legacy.selectors import error_report_csv
 from member.legacy.services.batches import open_batch
 from member.legacy.services.binding import unbind
 from member.legacy.services.conflicts import resolve_conflict
-from member.models import Order
+from member.models import Member, Order
 from member.services.merge import merge_members, unmerge_members
 from member.services.privacy import erase_member
 from tests.conftest import make_config
@@ -366,6 +366,17 @@ def test_erased_member_keeps_carried_orders_and_an_unbind_still_removes_them(
     assert all_orders(session) == []
 
 
+def test_orders_of_an_erased_member_arriving_later_are_refused(db, session, tmp_path, members_batch, factories):
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000001")
+    erase_member(session, member, actor=STAFF)
+    # After a PIPL erasure nothing new about the person comes in: the row goes to the error report instead.
+    batch_id = import_file(db, write(tmp_path / "orders.csv", ORDERS), orders_of=members_batch)
+    assert errors(session, batch_id) == {2: "erased_member"}
+    assert sorted(stored(session, batch_id)) == ["O2", "O4", "O5"]
+    assert all_orders(session) == []
+
+
 def test_member_merge_moves_the_history_and_an_unbind_afterwards_removes_it(
     db, session, members_batch, orders_path, factories
 ):
@@ -497,3 +508,18 @@ def test_only_an_admin_uploads_orders(client, staff, members_batch):
     for role in ("analyst", "campaign_manager", "kol_manager"):
         assert upload(client, staff.headers(role), orders, orders_of=str(members_batch)).status_code == 403
     assert upload(client, {}, orders, orders_of=str(members_batch)).status_code == 401
+
+
+def test_orders_import_on_embedded_sqlite(sqlite_app, tmp_path):
+    db = sqlite_app.extensions["scrm"].db
+    members = import_file(db, write(tmp_path / "members.csv", MEMBERS))
+    with sqlite_app.app_context(), db.transaction() as session:
+        member = Member(source="miniprogram")
+        session.add(member)
+        session.flush()
+        verify(session, member, phone="+8613900000001")
+        erase_member(session, member, actor=STAFF)
+    batch_id = import_file(db, write(tmp_path / "orders.csv", ORDERS), orders_of=members)
+    with db.transaction() as session:
+        assert errors(session, batch_id) == {2: "erased_member"}
+        assert sorted(stored(session, batch_id)) == ["O2", "O4", "O5"]
