@@ -315,7 +315,9 @@ def attach_to_bound(session: Session, batch: ImportBatch) -> int:
     No order falls between this and a bind: a bind locks its legacy rows FOR UPDATE before it reads their
     orders, and storing an order takes the foreign-key lock on its legacy row, which waits for that bind to
     commit. So an order committed before a bind's read is carried by the bind, and one committed after it
-    belongs to a record already bound when this pass reads. Returns how many orders were new.
+    belongs to a record already bound when this pass reads. An unbind in flight is waited for the same way: the
+    pass locks the records (FOR SHARE, in id order as binds do) and carries only what is still bound then.
+    Returns how many orders were new.
     """
     carried = 0
     last_id = 0
@@ -334,9 +336,22 @@ def attach_to_bound(session: Session, batch: ImportBatch) -> int:
         ).all()
         if not found:
             return carried
+        owners = dict(
+            session.execute(
+                select(LegacyMember.id, LegacyMember.bound_member_id)
+                .where(
+                    LegacyMember.id.in_(sorted({order.legacy_member_id for order, _ in found})),
+                    LegacyMember.bound_member_id.is_not(None),
+                    or_(LegacyMember.status == "bound", LegacyMember.status == "merged"),
+                )
+                .order_by(LegacyMember.id)
+                .with_for_update(read=True)
+            ).all()
+        )
         by_member: dict[int, list[LegacyOrder]] = defaultdict(list)
-        for order, member_id in found:
-            by_member[member_id].append(order)
+        for order, _ in found:
+            if order.legacy_member_id in owners:
+                by_member[owners[order.legacy_member_id]].append(order)
         for member_id, rows in sorted(by_member.items()):
             carried += order_service.record_history(
                 session, member_id=member_id, source=SOURCE, orders=_past_orders(rows)

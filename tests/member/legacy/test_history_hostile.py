@@ -523,3 +523,69 @@ def test_orders_import_on_embedded_sqlite(sqlite_app, tmp_path):
     with db.transaction() as session:
         assert errors(session, batch_id) == {2: "erased_member"}
         assert sorted(stored(session, batch_id)) == ["O2", "O4", "O5"]
+
+
+def test_an_unbind_in_flight_and_the_orders_pass_leave_no_order_behind(committed_app):
+    import threading
+
+    from member.legacy.services.binding import bind_batch, bind_verified_phone
+    from scrm.clock import utcnow
+    from tests.member.legacy.test_binding import make_batch, make_record
+
+    db = committed_app.extensions["scrm"].db
+    phone = "+8613900000001"
+    with committed_app.app_context(), db.transaction() as session:
+        members = make_batch(session, "members.csv")
+        record = make_record(session, members, "L1", phone=phone, points=0, tier=None)
+        member = Member(source="miniprogram", phone=phone, phone_verified_at=utcnow())
+        session.add(member)
+        session.flush()
+        assert bind_verified_phone(session, member_id=member.id, phone=phone, method="wechat").status == "bound"
+        orders = ImportBatch(
+            kind="orders",
+            parent_id=members.id,
+            content_hash="o" * 64,
+            filename="orders.csv",
+            stored_path="orders.csv",
+            file_format="csv",
+            status="done",
+        )
+        session.add(orders)
+        session.flush()
+        # Stored, not carried yet: the orders batch's pass is about to run.
+        session.add(
+            LegacyOrder(
+                batch_id=orders.id,
+                members_batch_id=members.id,
+                row_number=2,
+                legacy_member_id=record.id,
+                order_ref="O1",
+                amount_fen=500,
+                paid_at=utcnow(),
+            )
+        )
+        binding_id = session.scalar(select(LegacyBinding.id))
+        member_id, orders_id = member.id, orders.id
+
+    # Staff unbind the record; not committed yet.
+    unbinder = db.session()
+    with committed_app.app_context():
+        unbind(unbinder, binding_id, actor=STAFF)
+    carried: list[dict] = []
+
+    def orders_pass() -> None:
+        with committed_app.app_context(), db.transaction() as session:
+            carried.append(bind_batch(session, orders_id))
+
+    thread = threading.Thread(target=orders_pass)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), "the orders pass waits for the unbind in flight"
+    unbinder.commit()
+    unbinder.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    # The pass waited for the unbind and found the record unbound: no order of an unbound record on the member.
+    assert carried == [{"orders_carried": 0}]
+    with db.transaction() as session:
+        assert session.scalars(select(Order.external_id).where(Order.member_id == member_id)).all() == []
