@@ -589,3 +589,20 @@ def test_an_unbind_in_flight_and_the_orders_pass_leave_no_order_behind(committed
     assert carried == [{"orders_carried": 0}]
     with db.transaction() as session:
         assert session.scalars(select(Order.external_id).where(Order.member_id == member_id)).all() == []
+
+
+def test_cli_refuses_a_batch_number_that_cannot_be_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from scrm import migrate
+    from scrm.cli import main
+
+    url = f"sqlite:///{tmp_path / 'scrm.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("SCRM_DATABASE_URL", url)
+    monkeypatch.setenv("SCRM_LOG_JSON", "0")
+    orders = write(tmp_path / "orders.csv", ORDERS)
+    for value in ("0", "-1", "99999999999999999999", "abc"):
+        result = CliRunner().invoke(main, ["legacy", "import", str(orders), "--orders-of", value])
+        assert result.exit_code == 2, (value, result.output, result.exception)
+        assert "--orders-of" in result.output
