@@ -16,7 +16,7 @@ from member.legacy.runner import run_import
 from member.legacy.selectors import error_report_csv
 from member.legacy.services.batches import open_batch
 from member.legacy.services.binding import unbind
-from member.legacy.services.conflicts import resolve_conflict
+from member.legacy.services.conflicts import reopen_conflict, resolve_conflict
 from member.models import Member, Order
 from member.services.merge import merge_members, unmerge_members
 from member.services.privacy import erase_member
@@ -344,6 +344,62 @@ def test_staff_merge_of_records_then_unbind_and_rebind(db, session, members_batc
     assert [o.external_id for o in legacy_orders(session, member)] == [f"{members_batch}:O4"]
 
 
+def test_a_recycled_number_moves_the_history_to_the_new_owner_and_a_reopen_moves_it_back(
+    db, session, members_batch, orders_path, factories
+):
+    import_file(db, orders_path, orders_of=members_batch)
+    old_owner = factories.MemberFactory()
+    verify(session, old_owner, phone="+8613900000001")
+    old_owner.phone = None  # the number went to someone else
+    session.flush()
+    newcomer = factories.MemberFactory()
+    verify(session, newcomer, phone="+8613900000001")
+    conflict = session.scalar(select(BindingConflict).where(BindingConflict.status == "open"))
+    assert conflict.kind == "phone_bound_elsewhere"
+    resolve_conflict(session, conflict.id, action="bind", legacy_member_id=ids(session)["A1"], actor=STAFF)
+    assert all_orders(session) == [(newcomer.id, f"{members_batch}:O1")]
+    reopen_conflict(session, conflict.id, actor=STAFF)
+    assert all_orders(session) == [(old_owner.id, f"{members_batch}:O1")]
+
+
+def test_orders_wait_for_a_second_check_and_arrive_when_it_passes(db, session, tmp_path, factories):
+    # A1 holds enough points to need a second check: its assets, orders included, stay frozen until then.
+    members = import_file(db, write(tmp_path / "m.csv", [MEMBERS[0], ["A1", "13900000001", "甲", "999999"]]))
+    import_file(db, write(tmp_path / "orders.csv", ORDERS[:2]), orders_of=members)
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000001")
+    assert session.scalar(select(BindingConflict.kind)) == "second_check"
+    assert all_orders(session) == []
+    verify(session, member, phone="+8613900000001", method="sms")
+    assert all_orders(session) == [(member.id, f"{members}:O1")]
+
+
+def test_orders_arriving_after_a_staff_merge_reach_the_member_and_leave_with_the_unbind(
+    db, session, members_batch, orders_path, factories
+):
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000004")
+    conflict = session.scalar(select(BindingConflict).where(BindingConflict.status == "open"))
+    resolve_conflict(session, conflict.id, action="merge", legacy_member_id=ids(session)["A4"], actor=STAFF)
+    batch_id = import_file(db, orders_path, orders_of=members_batch)
+    assert [o.external_id for o in legacy_orders(session, member)] == [f"{members_batch}:O4", f"{members_batch}:O5"]
+    assert session.get(ImportBatch, batch_id).bound_count == 2
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    unbind(session, binding.id, actor=STAFF)
+    assert all_orders(session) == []
+
+
+def test_orders_arriving_after_an_unbind_wait_for_the_next_bind(db, session, members_batch, orders_path, factories):
+    member = factories.MemberFactory()
+    verify(session, member, phone="+8613900000001")
+    binding = session.scalar(select(LegacyBinding).where(LegacyBinding.status == "active"))
+    unbind(session, binding.id, actor=STAFF)
+    import_file(db, orders_path, orders_of=members_batch)
+    assert all_orders(session) == []
+    verify(session, member, phone="+8613900000001")
+    assert all_orders(session) == [(member.id, f"{members_batch}:O1")]
+
+
 def test_erased_member_keeps_carried_orders_and_an_unbind_still_removes_them(
     db, session, members_batch, orders_path, factories
 ):
@@ -606,3 +662,29 @@ def test_cli_refuses_a_batch_number_that_cannot_be_one(tmp_path, monkeypatch):
         result = CliRunner().invoke(main, ["legacy", "import", str(orders), "--orders-of", value])
         assert result.exit_code == 2, (value, result.output, result.exception)
         assert "--orders-of" in result.output
+
+
+def test_upload_orders_as_xlsx_with_a_mapping_and_bad_forms(client, staff, session, tmp_path, members_batch):
+    admin = staff.headers("admin")
+    content = write_xlsx(
+        tmp_path / "o.xlsx", [["X1", "A1", "12.5", "2024-03-01"]], header=("ID", "会员编号", "金额", "时间")
+    ).read_bytes()
+    # "ID" and "时间" are nobody's alias in an orders file: the mapping has to say.
+    unmapped = upload(client, admin, content, name="o.xlsx", orders_of=str(members_batch))
+    assert unmapped.status_code == 422
+    assert unmapped.json["error"]["details"]["missing"] == ["order_ref", "paid_at"]
+    custom = '{"ID": "order_ref", "时间": "custom:when"}'
+    refused = upload(client, admin, content, name="o.xlsx", orders_of=str(members_batch), mapping=custom)
+    assert refused.status_code == 422
+    dry = upload(client, admin, content, name="o.xlsx", orders_of=str(members_batch), dry_run="true")
+    assert dry.status_code == 409
+    assert dry.json["error"]["code"] == "legacy_invalid_orders_parent"
+    assert upload(client, admin, content, name="o.xlsx", orders_of=str(members_batch), mapping="[1]").status_code == 422
+    mapping = '{"ID": "order_ref", "时间": "paid_at"}'
+    done = upload(client, admin, content, name="o.xlsx", orders_of=str(members_batch), mapping=mapping)
+    assert done.status_code == 202, done.json
+    shown = client.get(f"{API}/imports/{done.json['id']}", headers=staff.headers("analyst")).json
+    assert (shown["status"], shown["file_format"], shown["valid_count"]) == ("done", "xlsx", 1)
+    again = upload(client, admin, content, name="again.xlsx", orders_of=str(members_batch), mapping=mapping)
+    assert (again.status_code, again.json["id"], again.json["created"]) == (202, done.json["id"], False)
+    assert session.scalar(select(func.count()).select_from(LegacyOrder)) == 1
