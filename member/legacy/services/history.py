@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from member.legacy.services.normalise import (
     parse_legacy_datetime,
 )
 from member.services import orders as order_service
+from scrm.clock import utcnow
 
 #: The order source of carried-over history; external ids are `<members batch>:<legacy order id>`.
 SOURCE = "legacy"
@@ -70,6 +71,8 @@ ORDER_ALIASES: dict[str, tuple[str, ...]] = {
 _ORDER_ALIAS_TO_FIELD = {alias: name for name, aliases in ORDER_ALIASES.items() for alias in aliases}
 # ASCII and full-width semicolons and commas, the ideographic comma and a bar.
 _ITEM_SEPARATORS = re.compile("[;\uff1b|\u3001,\uff0c]")
+#: How far past the import's clock a payment time may lie (exports' clocks and time zones are loose); later is a typo.
+PAID_AT_SLACK = timedelta(days=1)
 #: Orders read and written per statement when history is carried over to already-bound members.
 ATTACH_GROUP = 1000
 
@@ -121,8 +124,9 @@ def build_order_mapping(header: Sequence[str], overrides: Mapping[str, str] | No
 class OrderNormaliser:
     """Turns one orders-file record into an OrderRow, or into the list of reasons it is refused."""
 
-    def __init__(self, mapping: OrderMapping) -> None:
+    def __init__(self, mapping: OrderMapping, *, now: datetime | None = None) -> None:
         self.mapping = mapping
+        self._latest = (now or utcnow()) + PAID_AT_SLACK
         get = mapping.index_of
         self._order = get("order_ref")
         self._member = get("member_ref")
@@ -164,7 +168,8 @@ class OrderNormaliser:
         paid_at = parse_legacy_datetime(raw) if raw else None
         if not raw:
             reasons.append("missing_paid_at")
-        elif paid_at is None:
+        elif paid_at is None or paid_at > self._latest:
+            # A payment in the future is a typo (2204 for 2024); as history it would pin the last order date ahead.
             reasons.append("invalid_paid_at")
         if reasons:
             return reasons

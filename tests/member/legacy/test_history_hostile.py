@@ -201,6 +201,9 @@ def test_amounts(db, session, tmp_path, members_batch, factories, amount, fen):
         ("2024-03-01 25:00", None),
         ("0000-01-01", None),
         ("0001-01-01", None),
+        # A payment in the future is a typo (2204 for 2024); as history it would pin the last order date ahead.
+        ("2204-01-01", None),
+        ("9999-12-31 23:59", None),
         ("0001-01-01 08:00", "0001-01-01T00:00:00+00:00"),
     ],
 )
