@@ -691,3 +691,14 @@ def test_upload_orders_as_xlsx_with_a_mapping_and_bad_forms(client, staff, sessi
     again = upload(client, admin, content, name="again.xlsx", orders_of=str(members_batch), mapping=mapping)
     assert (again.status_code, again.json["id"], again.json["created"]) == (202, done.json["id"], False)
     assert session.scalar(select(func.count()).select_from(LegacyOrder)) == 1
+
+
+def test_ids_in_the_path_past_a_bigint_are_not_found(client, staff):
+    admin = staff.headers("admin")
+    for path in ("imports/99999999999999999999", "imports/9223372036854775808/errors.csv", "bindings/1" + "0" * 19):
+        response = client.get(f"{API}/{path}", headers=admin)
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json["error"]["code"] == "not_found"
+    assert client.get(f"{API}/imports/9223372036854775807", headers=admin).json["error"]["code"] == (
+        "legacy_batch_not_found"
+    )
