@@ -153,8 +153,10 @@ def parse_fen(raw: str) -> int | None:
     match = _MONEY.fullmatch(raw.translate(_MONEY_NOISE))
     if not match:
         return None
-    cents = match.group(2) or ""
-    return int(match.group(1).translate(_THOUSANDS)) * 100 + int(cents.ljust(2, "0"))
+    whole, cents = match.group(1, 2)
+    if len(whole) > 3 and not whole.isdigit():
+        whole = whole.translate(_THOUSANDS)
+    return int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
 
 
 def parse_points(raw: str) -> int | None:
