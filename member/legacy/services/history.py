@@ -206,12 +206,12 @@ UPDATE legacy_order_stage SET legacy_member_id = (
 ) WHERE member_ref IS NULL AND phone IS NOT NULL
 """
 # An erased member's record (its phone replaced by a marker) takes no new data: its orders are refused.
+# (Joined from the chunk's rows by primary key: the batch's records are not scanned once per chunk.)
 _UNLINK_ERASED = """
 UPDATE legacy_order_stage SET legacy_member_id = NULL
-WHERE legacy_member_id IN (
-    SELECT m.id FROM legacy_members m WHERE m.batch_id = :members_batch_id AND m.phone LIKE :erased
-)
-RETURNING row_number
+FROM legacy_members m
+WHERE m.id = legacy_order_stage.legacy_member_id AND m.phone LIKE :erased
+RETURNING legacy_order_stage.row_number
 """
 _UNLINKED = "SELECT row_number, member_ref FROM legacy_order_stage WHERE legacy_member_id IS NULL"
 _MOVE = """
@@ -252,7 +252,7 @@ def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> 
     params = {"batch_id": batch.id, "members_batch_id": batch.parent_id}
     session.execute(text(_LINK_BY_ID), params)
     session.execute(text(_LINK_BY_PHONE), params)
-    erased = session.execute(text(_UNLINK_ERASED), {**params, "erased": f"{ERASED_PHONE_PREFIX}%"}).scalars().all()
+    erased = session.execute(text(_UNLINK_ERASED), {"erased": f"{ERASED_PHONE_PREFIX}%"}).scalars().all()
     refused: dict[int, list[str]] = {
         row_number: ["unknown_member" if member_ref else "unknown_or_shared_phone"]
         for row_number, member_ref in session.execute(text(_UNLINKED))
