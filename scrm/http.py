@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
 from scrm.errors import DomainError
-from scrm.guards import STAFF_SECURITY, staff_required
+from scrm.guards import MEMBER_SECURITY, STAFF_SECURITY, member_required, staff_required
 from scrm.logs import request_id_var
 from scrm.wechat.errors import (
     AppMisconfigured,
@@ -212,9 +212,11 @@ def accepts_upload(view: Any) -> Any:
     return view
 
 
-def staff_route(
+def api_route(
     blueprint: Blueprint,
-    *roles: str,
+    *,
+    guard: Callable[[F], F],
+    security: list[dict[str, list[str]]],
     args: type[ma.Schema] | ma.Schema | None = None,
     location: str = "json",
     status: int = 200,
@@ -223,20 +225,20 @@ def staff_route(
     replay: str | None = None,
     errors: Mapping[int, str] | None = None,
 ) -> Callable[[F], F]:
-    """Declare a staff endpoint of `blueprint`: arguments, responses, staff token security and the role guard.
+    """Declare a guarded endpoint of `blueprint`: arguments, responses, the security scheme and the guard.
 
-    The guard is `staff_required(*roles)`: admin or one of `roles`; no roles, any staff. `args` is parsed from
-    `location` and passed to the view; `status` with `schema` (or only a `description`) is the success response;
-    `replay` documents a 200 with the same schema, the answer to an idempotent create sent again; `errors` maps
-    the other statuses the view answers with to what they mean. A view with a second `arguments` stacks it on top.
+    `args` is parsed from `location` and passed to the view; `status` with `schema` (or only a `description`)
+    is the success response; `replay` documents a 200 with the same schema, the answer to an idempotent create
+    sent again; `errors` maps the other statuses the view answers with to what they mean. A view with a second
+    `arguments` stacks it on top.
     """
     if replay is not None and schema is None:
         raise ValueError("replay needs the response schema")
 
     def decorate(view: F) -> F:
-        # The same stack the views spelled out by hand, applied innermost first: guard, security, responses, args.
-        view = staff_required(*roles)(view)
-        view = blueprint.doc(security=STAFF_SECURITY)(view)
+        # The stack the views used to spell out by hand, applied innermost first: guard, security, responses, args.
+        view = guard(view)
+        view = blueprint.doc(security=security)(view)
         for code, meaning in reversed(list((errors or {}).items())):
             view = blueprint.alt_response(code, description=meaning)(view)
         if replay is not None:
@@ -247,6 +249,16 @@ def staff_route(
         return view
 
     return decorate
+
+
+def staff_route(blueprint: Blueprint, *roles: str, **declared: Any) -> Callable[[F], F]:
+    """A staff endpoint (`api_route`): a staff token whose role is admin or one of `roles` (none: any staff)."""
+    return api_route(blueprint, guard=staff_required(*roles), security=STAFF_SECURITY, **declared)
+
+
+def member_route(blueprint: Blueprint, **declared: Any) -> Callable[[F], F]:
+    """A member endpoint (`api_route`): a member token."""
+    return api_route(blueprint, guard=member_required, security=MEMBER_SECURITY, **declared)
 
 
 def _finish_response(response: Response) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -57,6 +58,17 @@ def carry_over(
     binding.points_key = points_key(primary, previous_binds=previous_binds)
     binding.tier_carried = primary.tier
     ledger = _loyalty("ledger")
+    tiers = _loyalty("tiers")
+    # One lock and one read of the member's loyalty account serve the points and the tier (an upsert: the member
+    # verifying a phone is most often new). The points' balance change waits on the account for the tier's flush:
+    # one UPDATE for both.
+    account = None
+    if ledger is not None and (points > 0 or primary.tier):
+        account = ledger.lock_account(session, binding.member_id, upsert=True)
+    before = None
+    if primary.tier and tiers is not None:
+        # Read before the points are staged: reading the tier may flush.
+        before = tiers.tier_for_member(session, binding.member_id, account=account)
     if points > 0:
         if ledger is None:
             done["pending"].append("points")
@@ -68,15 +80,15 @@ def carry_over(
                 key=binding.points_key,
                 reason="legacy_carryover",
                 source=SOURCE,
+                account=account,
             )
             done["points_entry_id"] = getattr(entry, "id", None)
-    tiers = _loyalty("tiers")
     if primary.tier:
         if tiers is None:
             done["pending"].append("tier")
         else:
-            before = tiers.tier_for_member(session, binding.member_id)
             binding.tier_before = getattr(before, "code", None)
+            since, period_end = getattr(account, "tier_since", None), getattr(account, "tier_period_end", None)
             done["tier_raised"] = bool(
                 tiers.ensure_tier_at_least(
                     session,
@@ -84,8 +96,13 @@ def carry_over(
                     tier_code=primary.tier,
                     reason="legacy_carryover",
                     source=SOURCE,
+                    account=account,
                 )
             )
+            if done["tier_raised"]:
+                # The period the member's old tier had, so an unbind can give it back as it was.
+                done["tier_before_since"] = since.isoformat() if since else None
+                done["tier_before_period_end"] = period_end.isoformat() if period_end else None
     if done["pending"]:
         log.warning("legacy carry-over incomplete: loyalty services missing", extra={"member_id": binding.member_id})
     binding.carryover = done
@@ -114,12 +131,15 @@ def preload(session: Session) -> list[Any]:
 
 
 def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, Any]:
-    """Take back the carried points with a new ledger entry (the ledger is append-only; never below zero).
+    """Take back the carried points with a new ledger entry (the ledger is append-only; never below zero) and
+    put the tier back to the one before the carry-over.
 
-    The tier is left as it is: a tier reached is the loyalty rules' to lower at the next evaluation.
+    The tier goes back only while the carried one is still the member's tier (one they moved to since is
+    theirs), and never below the tier the member's own metrics earn, the carried points left out.
     """
     undone: dict[str, Any] = {"pending": []}
-    entry_id = (binding.carryover or {}).get("points_entry_id")
+    carried = binding.carryover or {}
+    entry_id = carried.get("points_entry_id")
     if binding.points_carried and entry_id is not None:
         ledger = _loyalty("ledger")
         merges = _loyalty("loyalty_merge")
@@ -141,9 +161,30 @@ def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, An
             )
             undone["points_entry_id"] = getattr(getattr(reversal, "entry", None), "id", None)
             undone["shortfall"] = getattr(reversal, "shortfall", 0)
+    # The orders go before the tier: the member's own metrics, which the tier may not drop below, exclude them.
     undone["orders_removed"] = history.uncarry_orders(
         session, member_id=binding.member_id, legacy_member_ids=[binding.legacy_member_id, *binding.merged_legacy_ids]
     )
-    binding.carryover = {**(binding.carryover or {}), "reversal": undone}
+    if carried.get("tier_raised") and binding.tier_carried:
+        tiers = _loyalty("tiers")
+        if tiers is None:
+            undone["pending"].append("tier")
+        else:
+            undone["tier"] = tiers.undo_tier_raise(
+                session,
+                member_id=binding.member_id,
+                raised_to=binding.tier_carried,
+                restore_to=binding.tier_before,
+                reason="legacy_carryover_reversal",
+                source=SOURCE,
+                restore_since=_when(carried.get("tier_before_since")),
+                restore_period_end=_when(carried.get("tier_before_period_end")),
+                not_counting=[entry_id] if entry_id is not None else [],
+            )
+    binding.carryover = {**carried, "reversal": undone}
     session.flush()
     return undone
+
+
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

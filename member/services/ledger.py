@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, inspect, select, update
+from sqlalchemy import ColumnElement, Select, case, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,8 +33,12 @@ class Reversal:
     shortfall: int
 
 
-def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
+def lock_account(session: Session, member_id: int, *, upsert: bool = False) -> LoyaltyAccount:
     """The member's loyalty account, created if missing and locked for the rest of the transaction.
+
+    `upsert`: create or lock the row in one statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), for a
+    writer that usually meets a member without an account (the legacy carry-over on a first phone verification):
+    one round trip where a new member otherwise takes two, at the price of a row version when the account exists.
 
     Why a row lock: every ledger write for a member starts here, with `SELECT … FOR UPDATE` on the
     member's `loyalty_accounts` row, so one member's writers run one after another: "is there enough?"
@@ -47,18 +51,35 @@ def lock_account(session: Session, member_id: int) -> LoyaltyAccount:
     (`spend`, `adjust` < 0, `reverse`) consume lots first-expiring first. The balance is Σ delta of
     `available` entries, which is also Σ remaining of available lots (see docs/loyalty.md).
     """
+    if upsert:
+        return _upserted_account(session, member_id)
     account = _locked_account(session, member_id)
     if account is not None:
         return account
     if session.get(Member, member_id) is None:
         raise MemberNotFound()
-    values = {"member_id": member_id, "points_balance": 0, "points_pending": 0, "created_at": utcnow()}
-    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # Two first writers may race to create the row; DO NOTHING lets the loser wait on the winner's lock below.
-    session.execute(builder(LoyaltyAccount).values(values).on_conflict_do_nothing(index_elements=["member_id"]))
-    account = _locked_account(session, member_id)
+    fresh = LoyaltyAccount(member_id=member_id, points_balance=0, points_pending=0, created_at=utcnow())
+    # The row this transaction inserts is its own until commit, as good as locked: no second read. Two first
+    # writers may race to create it; DO NOTHING lets the loser wait on the winner's lock below.
+    account = insert_unless_exists(session, fresh, conflict_on=("member_id",))
+    if account is None:
+        account = _locked_account(session, member_id)
     assert account is not None
     return account
+
+
+def _upserted_account(session: Session, member_id: int) -> LoyaltyAccount:
+    if session.get(Member, member_id) is None:
+        raise MemberNotFound()
+    builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = builder(LoyaltyAccount).values(
+        member_id=member_id, points_balance=0, points_pending=0, created_at=utcnow()
+    )
+    # An update that changes nothing, for its row lock: ON CONFLICT DO NOTHING would neither lock nor return it.
+    statement = statement.on_conflict_do_update(
+        index_elements=["member_id"], set_={"updated_at": LoyaltyAccount.__table__.c.updated_at}
+    ).returning(LoyaltyAccount)
+    return session.scalars(statement, execution_options={"populate_existing": True}).one()
 
 
 def _locked_account(session: Session, member_id: int) -> LoyaltyAccount | None:
@@ -89,21 +110,25 @@ def earn(
     expires_at: datetime | None = None,
     kind: str = "earn",
     detail: dict[str, Any] | None = None,
+    account: LoyaltyAccount | None = None,
 ) -> PointsEntry:
     """Credit `points` as a new lot; a replay of `key` returns the first entry and changes nothing.
 
     Args:
         available_at: the lot is pending until then (None or a past time: spendable at once).
         expires_at: the lot's unspent points expire then (None: never).
+        account: the member's account as `lock_account` returned it in this transaction, for a caller that
+            holds the lock already (one lock and one read for several loyalty writes). The balance change is
+            then left on it for the caller's next flush, so the caller's own change to the account (the
+            carry-over's tier raise) goes out in the same UPDATE.
     Raises:
         IdempotencyKeyReused: `key` was used for another member or amount.
     """
     if points <= 0:
         raise InvalidInput("points to earn must be positive", details={"fields": {"points": ["Must be positive."]}})
-    account = lock_account(session, member_id)
-    existing = _replayed(session, key, member_id=member_id, delta=points)
-    if existing is not None:
-        return existing
+    shared = account is not None
+    if account is None:
+        account = lock_account(session, member_id)
     pending = available_at is not None and available_at > utcnow()
     entry = PointsEntry(
         member_id=member_id,
@@ -118,13 +143,21 @@ def earn(
         expires_at=expires_at,
         detail=detail,
     )
-    entry = _insert(session, entry)
+    # Insert first, look for the replay only when the key is taken: one round trip in the usual case.
+    written = insert_unless_exists(session, entry, conflict_on=("key",))
+    if written is None:
+        existing = _replayed(session, key, member_id=member_id, delta=points)
+        if existing is None:  # the key's holder is gone again (ON CONFLICT waited for it to commit or abort)
+            raise IdempotencyKeyReused(details={"key": key})
+        return existing
+    entry = written
     if pending:
         account.points_pending += points
     else:
         account.points_balance += points
     account.updated_at = utcnow()
-    session.flush()
+    if not shared:
+        session.flush()
     return entry
 
 
@@ -418,9 +451,12 @@ def _insert(session: Session, entry: PointsEntry) -> PointsEntry:
     return written
 
 
-def insert_unless_exists(session: Session, row: RowT, *, conflict_on: tuple[str, ...]) -> RowT | None:
+def insert_unless_exists(
+    session: Session, row: RowT, *, conflict_on: tuple[str, ...], where: ColumnElement[bool] | None = None
+) -> RowT | None:
     """Write the transient `row` and return it as persistent, or None when a row with the same `conflict_on`
-    columns exists (or a concurrent transaction commits one first).
+    columns exists (or a concurrent transaction commits one first). `where`: the predicate of a partial
+    unique index on those columns.
 
     Why not a savepoint around `session.add` + flush: `INSERT … ON CONFLICT DO NOTHING RETURNING` is one round
     trip where SAVEPOINT, INSERT and RELEASE are three, on the hot path of every order and ledger write.
@@ -429,7 +465,10 @@ def insert_unless_exists(session: Session, row: RowT, *, conflict_on: tuple[str,
     values = {attr.key: value for attr in mapper.column_attrs if (value := getattr(row, attr.key)) is not None}
     builder = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        builder(type(row)).values(values).on_conflict_do_nothing(index_elements=list(conflict_on)).returning(type(row))
+        builder(type(row))
+        .values(values)
+        .on_conflict_do_nothing(index_elements=list(conflict_on), index_where=where)
+        .returning(type(row))
     )
     return session.scalars(statement).one_or_none()
 

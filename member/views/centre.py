@@ -44,7 +44,8 @@ from member.services.merge import resolve_member
 from scrm.audit import Actor
 from scrm.context import db_session, ext, gateway
 from scrm.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
-from scrm.guards import MEMBER_SECURITY, client_ip, current_member_claims, member_required, member_tokens
+from scrm.guards import client_ip, current_member_claims, member_tokens
+from scrm.http import member_route
 from scrm.views import limiter
 
 member_bp = Blueprint(
@@ -155,19 +156,18 @@ class OAuthCallbackView(MethodView):
 
 @member_bp.route("/me")
 class MeView(MethodView):
-    @member_bp.response(200, MeSchema)
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, schema=MeSchema)
     def get(self) -> Any:
         """The member's profile (phone masked), consents, and the blocks of other concerns (points, tier, …)."""
         session = db_session()
         return selectors.me_view(session, current_member(session))
 
-    @member_bp.arguments(ProfileUpdateSchema)
-    @member_bp.response(200, MeSchema)
-    @member_bp.alt_response(422, description="A field the member may not change, or an invalid value")
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_bp,
+        args=ProfileUpdateSchema,
+        schema=MeSchema,
+        errors={422: "A field the member may not change, or an invalid value"},
+    )
     def patch(self, data: dict[str, Any]) -> Any:
         """Change name, gender, birthday, region, avatar and the custom fields staff made member-editable."""
         session = db_session()
@@ -187,9 +187,7 @@ class MeView(MethodView):
         session.commit()
         return selectors.me_view(session, member)
 
-    @member_bp.response(204)
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, status=204)
     def delete(self) -> None:
         """Erase the member's personal data (PIPL): the member is pseudonymised; points and orders stay counted."""
         session = db_session()
@@ -200,9 +198,7 @@ class MeView(MethodView):
 
 @member_bp.route("/identities")
 class IdentitiesView(MethodView):
-    @member_bp.response(200, IdentitySchema(many=True))
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, schema=IdentitySchema(many=True))
     def get(self) -> Any:
         """The member's WeChat identities (openids masked)."""
         session = db_session()
@@ -212,10 +208,7 @@ class IdentitiesView(MethodView):
 
 @member_bp.route("/identities/<int:identity_id>")
 class IdentityView(MethodView):
-    @member_bp.response(200, IdentitySchema)
-    @member_bp.alt_response(404, description="No such identity of this member")
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, schema=IdentitySchema, errors={404: "No such identity of this member"})
     def get(self, identity_id: int) -> Any:
         """One of the member's identities; another member's is a 404."""
         session = db_session()
@@ -241,12 +234,15 @@ def _phone_answer(member: Member, before_id: int) -> dict[str, Any]:
 
 @member_bp.route("/phone")
 class WeChatPhoneView(MethodView):
-    @member_bp.arguments(WeChatPhoneSchema)
-    @member_bp.response(200, PhoneBoundSchema)
-    @member_bp.alt_response(409, description="Code used before, or the phone belongs to another WeChat user")
-    @member_bp.alt_response(422, description="A phone number in the body, or an invalid code")
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_bp,
+        args=WeChatPhoneSchema,
+        schema=PhoneBoundSchema,
+        errors={
+            409: "Code used before, or the phone belongs to another WeChat user",
+            422: "A phone number in the body, or an invalid code",
+        },
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Share the WeChat-verified phone number (mini-program `getPhoneNumber` code). A phone number sent by the
         client is refused: only WeChat's answer counts."""
@@ -262,11 +258,13 @@ class WeChatPhoneView(MethodView):
 
 @member_bp.route("/phone/sms")
 class SmsCodeView(MethodView):
-    @member_bp.arguments(SmsCodeRequestSchema)
-    @member_bp.response(202, SmsCodeSentSchema)
-    @member_bp.alt_response(429, description="Cooldown (60 s), daily cap (10 per phone) or the IP's cap")
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_bp,
+        args=SmsCodeRequestSchema,
+        status=202,
+        schema=SmsCodeSentSchema,
+        errors={429: "Cooldown (60 s), daily cap (10 per phone) or the IP's cap"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Send a 6-digit one-time code by SMS (valid 5 minutes), the fallback when WeChat's phone button is not
         available."""
@@ -290,12 +288,12 @@ class SmsCodeView(MethodView):
 
 @member_bp.route("/phone/sms/verify")
 class SmsVerifyView(MethodView):
-    @member_bp.arguments(SmsCodeVerifySchema)
-    @member_bp.response(200, PhoneBoundSchema)
-    @member_bp.alt_response(422, description="Wrong, expired or unknown code")
-    @member_bp.alt_response(429, description="Locked after 5 wrong answers")
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_bp,
+        args=SmsCodeVerifySchema,
+        schema=PhoneBoundSchema,
+        errors={422: "Wrong, expired or unknown code", 429: "Locked after 5 wrong answers"},
+    )
     def post(self, data: dict[str, Any]) -> Any:
         """Check the SMS code and bind the phone."""
         config = ext().config
@@ -341,18 +339,13 @@ def _consents_answer(session: Session, member_id: int) -> dict[str, Any]:
 
 @member_bp.route("/consents")
 class ConsentsView(MethodView):
-    @member_bp.response(200, ConsentsSchema)
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, schema=ConsentsSchema)
     def get(self) -> Any:
         """Current consent per purpose (marketing messages, profiling) and its history."""
         session = db_session()
         return _consents_answer(session, current_member(session).id)
 
-    @member_bp.arguments(ConsentsUpdateSchema)
-    @member_bp.response(200, ConsentsSchema)
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, args=ConsentsUpdateSchema, schema=ConsentsSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Give or withdraw consent per purpose under the current policy version (repeating an answer adds nothing)."""
         session = db_session()
@@ -364,9 +357,7 @@ class ConsentsView(MethodView):
 
 @member_bp.route("/export")
 class ExportView(MethodView):
-    @member_bp.response(200, ExportSchema)
-    @member_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_bp, schema=ExportSchema)
     def get(self) -> Any:
         """Everything held about the member (PIPL access), including every concern's export block."""
         session = db_session()

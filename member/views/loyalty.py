@@ -38,8 +38,8 @@ from member.services import coupons, ledger, loyalty_rules, orders, tiers
 from member.views.centre import current_member
 from scrm.context import db_session
 from scrm.db import paginate
-from scrm.guards import MEMBER_SECURITY, member_required, staff_actor
-from scrm.http import PageArgsSchema, page_schema, staff_route
+from scrm.guards import staff_actor
+from scrm.http import PageArgsSchema, member_route, page_schema, staff_route
 
 member_loyalty_bp = Blueprint(
     "member_loyalty",
@@ -74,10 +74,7 @@ def _staff_source() -> str:
 
 @member_loyalty_bp.route("/points")
 class MemberPointsView(MethodView):
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @member_loyalty_bp.response(200, PointsPageSchema)
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=PointsPageSchema)
     def get(self, page: dict[str, Any]) -> Any:
         """The member's points balance and ledger, newest first."""
         return _points_page(db_session(), _member_id(), page)
@@ -86,10 +83,7 @@ class MemberPointsView(MethodView):
 @member_loyalty_bp.route("/coupons")
 class MemberCouponsView(MethodView):
     @member_loyalty_bp.arguments(CouponListArgsSchema, location="query", as_kwargs=True)
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query", arg_name="page")
-    @member_loyalty_bp.response(200, page_schema(CouponSchema))
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=page_schema(CouponSchema))
     def get(self, page: dict[str, Any], state: str | None = None) -> Any:
         """The member's coupons, newest first (optionally one state)."""
         session = db_session()
@@ -99,12 +93,12 @@ class MemberCouponsView(MethodView):
 
 @member_loyalty_bp.route("/coupons/<int:coupon_id>/redeem")
 class MemberCouponRedeemView(MethodView):
-    @member_loyalty_bp.arguments(CouponRedeemSchema)
-    @member_loyalty_bp.response(200, CouponSchema)
-    @member_loyalty_bp.alt_response(404, description="No such coupon of this member")
-    @member_loyalty_bp.alt_response(409, description="Already redeemed, expired or not valid yet")
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(
+        member_loyalty_bp,
+        args=CouponRedeemSchema,
+        schema=CouponSchema,
+        errors={404: "No such coupon of this member", 409: "Already redeemed, expired or not valid yet"},
+    )
     def post(self, data: dict[str, Any], coupon_id: int) -> Any:
         """Redeem one of the member's coupons (once)."""
         session = db_session()
@@ -121,10 +115,7 @@ class MemberCouponRedeemView(MethodView):
 
 @member_loyalty_bp.route("/orders")
 class MemberOrdersView(MethodView):
-    @member_loyalty_bp.arguments(PageArgsSchema, location="query")
-    @member_loyalty_bp.response(200, page_schema(OrderSchema))
-    @member_loyalty_bp.doc(security=MEMBER_SECURITY)
-    @member_required
+    @member_route(member_loyalty_bp, args=PageArgsSchema, location="query", schema=page_schema(OrderSchema))
     def get(self, page: dict[str, Any]) -> Any:
         """The member's orders, latest paid first."""
         items, total = paginate(db_session(), reads.orders_query(_member_id()), **page)

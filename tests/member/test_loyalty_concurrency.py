@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import func, select
 
 from member.errors import InsufficientPoints
-from member.models import Coupon, CouponTemplate
-from member.services import ledger
+from member.models import Coupon, CouponTemplate, LoyaltyAccount, Tier, TierChange
+from member.services import ledger, tiers
 from scrm.clock import utcnow
 from tests.member.loyalty_support import member_headers, new_member
 
@@ -107,3 +108,39 @@ def test_concurrent_first_earns_and_redeliveries_apply_each_key_once(committed_a
     assert len(set(results)) == 10
     with db.transaction() as session:
         assert ledger.balance(session, member_id) == 50
+
+
+def test_concurrent_shared_lock_writers_create_the_account_once_and_apply_each_key_once(committed_app: Flask):
+    """The carry-over's path: one upsert creates or locks the account, earn and tier raise share it."""
+    db = committed_app.extensions["scrm"].db
+    with db.transaction() as session:
+        member_id = new_member(session).id  # no loyalty account yet
+        gold = Tier(code="race-gold", name="gold", rank=7, threshold_kind="points", threshold=10**9)
+        session.add(gold)
+        session.flush()
+        gold_id = gold.id
+
+    def carry(index: int) -> int:
+        with db.transaction() as session:
+            account = ledger.lock_account(session, member_id, upsert=True)
+            entry = ledger.earn(
+                session,
+                member_id=member_id,
+                points=5,
+                key=f"carry-{index % 10}",
+                reason="race",
+                source="test",
+                account=account,
+            )
+            tiers.ensure_tier_at_least(
+                session, member_id=member_id, tier_code="race-gold", reason="race", source="test", account=account
+            )
+            return entry.id
+
+    results = _race(30, carry)
+    assert all(isinstance(r, int) for r in results), results
+    assert len(set(results)) == 10
+    with db.transaction() as session:
+        assert ledger.balance(session, member_id) == 50
+        assert session.get(LoyaltyAccount, member_id).tier_id == gold_id
+        assert session.scalar(select(func.count()).where(TierChange.member_id == member_id)) == 1

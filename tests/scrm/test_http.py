@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from scrm.context import ext
 from scrm.guards import current_staff
-from scrm.http import staff_route
+from scrm.http import member_route, staff_route
 
 
 def assert_envelope(response, status: int, code: str | None = None) -> dict:
@@ -182,3 +182,27 @@ def test_staff_route_documents_security_body_and_responses(app: Flask, client):
 def test_staff_route_replay_needs_a_schema():
     with pytest.raises(ValueError, match="replay"):
         staff_route(Blueprint("nothing", __name__), replay="Replay")
+
+
+def test_member_route_needs_a_member_token_and_documents_member_security(app: Flask, client, staff):
+    from scrm.guards import member_tokens
+
+    blueprint = Blueprint("mine", __name__, url_prefix="/api/v1/member/mine")
+
+    @blueprint.route("")
+    class MineView(MethodView):
+        @member_route(blueprint, args=ThingInSchema, schema=ThingOutSchema, errors={409: "Taken"})
+        def put(self, data: dict) -> Any:
+            return {"name": data["name"], "role": "member"}
+
+    app.extensions["scrm.api"].register_blueprint(blueprint)
+    assert_envelope(client.put("/api/v1/member/mine", json={"name": "a"}), 401, "token_required")
+    staff_token = client.put("/api/v1/member/mine", json={"name": "a"}, headers=staff.headers("admin"))
+    assert staff_token.status_code == 401
+    with app.app_context():
+        token = member_tokens().issue(1, appid="wxTESTMP000000001")
+    answer = client.put("/api/v1/member/mine", json={"name": "a"}, headers={"Authorization": f"Bearer {token}"})
+    assert (answer.status_code, answer.get_json()) == (200, {"name": "a", "role": "member"})
+    operation = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/member/mine"]["put"]
+    assert operation["security"] == [{"memberToken": []}]
+    assert set(operation["responses"]) == {"200", "409", "422", "default"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from member.legacy.models import BindingConflict, ImportBatch, LegacyBinding, Le
 from member.legacy.services import history
 from member.legacy.services.policy import DEFAULT_POLICY, BindPolicy
 from member.models import Member
+from member.services.ledger import insert_unless_exists
 from scrm import audit
 from scrm.audit import Actor
 from scrm.clock import utcnow
@@ -25,6 +26,9 @@ from scrm.clock import utcnow
 EARLIER_VERIFICATION = "earlier"
 #: Verified members whose legacy rows the bind pass locks and reads at once.
 BIND_PASS_GROUP = 500
+#: The predicate of the one-open-conflict-per-phone index, as a literal: with a bound parameter PostgreSQL cannot
+#: match ON CONFLICT to the partial index once it plans the (psycopg-prepared) statement generically.
+OPEN_CONFLICT = text("status = 'open'")
 
 
 @dataclass(frozen=True)
@@ -237,19 +241,14 @@ def _queue(
     if deferred is not None:
         deferred.append(conflict)
         return conflict
-    try:
-        with session.begin_nested():
-            session.add(conflict)
-            session.flush()
-    except IntegrityError:
-        # Another transaction queued this phone first (possible only without the row locks, e.g. SQLite).
-        existing = session.scalar(
-            select(BindingConflict).where(BindingConflict.phone == phone, BindingConflict.status == "open")
-        )
-        if existing is None:
-            raise
-        return existing
-    return conflict
+    # ON CONFLICT rather than a savepoint: one round trip where SAVEPOINT, INSERT and RELEASE are three.
+    written = insert_unless_exists(session, conflict, conflict_on=("phone",), where=OPEN_CONFLICT)
+    if written is not None:
+        return written
+    # Another transaction queued this phone first (possible only without the row locks, e.g. SQLite).
+    return session.scalars(
+        select(BindingConflict).where(BindingConflict.phone == phone, BindingConflict.status == "open")
+    ).one()
 
 
 def bind_records(
@@ -302,7 +301,8 @@ def active_binding(session: Session, legacy_member_id: int) -> LegacyBinding | N
 def unbind(
     session: Session, binding_id: int, *, actor: Actor, reason: str | None = None, at: datetime | None = None
 ) -> LegacyBinding:
-    """Reverse a bind: the legacy records are unbound again and the carried points are taken back (new ledger row)."""
+    """Reverse a bind: the legacy records are unbound again, the carried points taken back (new ledger row), the
+    carried orders removed and the tier put back as it was before (see `carryover.reverse_carry_over`)."""
     binding = session.scalar(
         select(LegacyBinding)
         .where(LegacyBinding.id == binding_id)
