@@ -15,6 +15,7 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
 
 from scrm.errors import DomainError
 from scrm.guards import MEMBER_SECURITY, STAFF_SECURITY, member_required, staff_required
@@ -302,8 +303,18 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return serializer
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in a route: row ids are bigints, so a larger number matches no route (404) instead of
+    overflowing the query (500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def init_http(app: Flask) -> None:
-    """Install request ids, the body checks, security headers and the error handlers."""
+    """Install request ids, the body checks, security headers, the error handlers and the `int` route converter."""
+    app.url_map.converters["int"] = RowIdConverter
     app.session_interface = CookieSessionInterface()
     app.before_request(_assign_request_id)
     app.before_request(_check_request_body)

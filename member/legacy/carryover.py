@@ -142,6 +142,11 @@ def reverse_carry_over(session: Session, binding: LegacyBinding) -> dict[str, An
     entry_id = carried.get("points_entry_id")
     if binding.points_carried and entry_id is not None:
         ledger = _loyalty("ledger")
+        merges = _loyalty("loyalty_merge")
+        if merges is not None:
+            # A member merge since the bind moved the carried lot to the survivor, whom the binding followed.
+            lot = merges.current_lot(session, entry_id, binding.member_id)
+            entry_id = entry_id if lot is None else lot.id
         if ledger is None:
             undone["pending"].append("points")
         else:

@@ -39,7 +39,7 @@ def _load_mapping(path: str | None) -> dict[str, str] | None:
 @click.option("--chunk-rows", type=int, default=None, help="Rows per committed chunk [SCRM_LEGACY_CHUNK_ROWS]")
 @click.option(
     "--orders-of",
-    type=int,
+    type=click.IntRange(1, 2**63 - 1),
     default=None,
     metavar="BATCH",
     help="FILE is the order history of members batch BATCH (linked by member number or phone)",

@@ -38,7 +38,8 @@ class ImportUploadFormSchema(StrictSchema):
     dry_run = ma.fields.Boolean(load_default=False)
     orders_of = ma.fields.Integer(
         strict=False,
-        validate=ma.validate.Range(min=1),
+        # A batch id is a bigint: a larger number is refused here, not overflowing the query (a 500).
+        validate=ma.validate.Range(min=1, max=2**63 - 1),
         metadata={"description": "The file is the order history of this members batch"},
     )
 

@@ -261,9 +261,12 @@ def unmerge_loyalty(session: Session, *, merge_id: int) -> dict[str, Any]:
         coupon.member_id = source_id
         coupons_back.append(coupon.id)
     session.flush()
-    survivor = session.get(Member, survivor_id)
+    survivor, source = session.get(Member, survivor_id), session.get(Member, source_id)
     assert survivor is not None
-    # The source's own value never changed; the survivor keeps orders placed since the merge.
+    assert source is not None
+    # The source's date follows the orders it got back: one the merge moved may be gone since (legacy history
+    # taken back by an unbind). The survivor keeps orders placed since the merge.
+    source.last_order_at = session.scalar(select(func.max(Order.paid_at)).where(Order.member_id == source_id))
     survivor.last_order_at = _latest(
         _when(record["survivor_last_order_at"]),
         session.scalar(
@@ -283,6 +286,12 @@ def unmerge_loyalty(session: Session, *, merge_id: int) -> dict[str, Any]:
     merge.moved = {**merge.moved, RETURNED_KEY: result}
     session.flush()
     return result
+
+
+def current_lot(session: Session, lot_id: int, member_id: int) -> PointsEntry | None:
+    """The lot of `member_id` that holds lot `lot_id`'s points now that merges may have moved them (for a reversal
+    of the original lot, such as a legacy unbind after a merge)."""
+    return _where_it_went(session, lot_id, member_id)
 
 
 def _where_it_went(session: Session, lot_id: int, member_id: int) -> PointsEntry | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -245,6 +245,11 @@ def refund_view(refund: OrderRefund) -> dict[str, Any]:
     }
 
 
+#: Past orders written (or deleted) per statement: a statement holds at most 65,535 parameters, one member's
+#: history can hold more orders than fit (7 parameters each).
+HISTORY_GROUP = 1000
+
+
 @dataclass(frozen=True)
 class PastOrder:
     """An order from before the member was known here (a migrated CRM's history)."""
@@ -277,10 +282,15 @@ def record_history(session: Session, *, member_id: int, source: str, orders: Seq
         }
         for order in orders
     ]
-    statement = (
-        builder(Order).values(rows).on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(Order.id)
-    )
-    added = len(session.execute(statement).all())
+    added = 0
+    for start in range(0, len(rows), HISTORY_GROUP):
+        statement = (
+            builder(Order)
+            .values(rows[start : start + HISTORY_GROUP])
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(Order.id)
+        )
+        added += len(session.execute(statement).all())
     if added:
         _refresh_last_order_at(session, member_id)
     return added
@@ -291,22 +301,45 @@ def remove_history(session: Session, *, member_id: int, source: str, external_id
 
     Only untouched history goes: an order that earned points or was refunded here is a live order and stays.
     """
-    if not external_ids:
-        return 0
-    removed = session.execute(
-        delete(Order)
-        .where(
-            Order.source == source,
-            Order.external_id.in_(list(external_ids)),
-            Order.member_id == member_id,
-            Order.points_earned == 0,
-            Order.refunded_fen == 0,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    removed = 0
+    for start in range(0, len(external_ids), HISTORY_GROUP):
+        removed += session.execute(
+            delete(Order)
+            .where(
+                Order.source == source,
+                Order.external_id.in_(list(external_ids[start : start + HISTORY_GROUP])),
+                Order.member_id == member_id,
+                Order.points_earned == 0,
+                Order.refunded_fen == 0,
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
     if removed:
         _refresh_last_order_at(session, member_id)
-    return removed or 0
+    return removed
+
+
+def move_history(
+    session: Session, *, source: str, external_ids: Sequence[str], from_member_id: int, to_member_id: int
+) -> int:
+    """Give past orders recorded by `record_history` to another member (their records went back to it on an
+    unmerge); returns how many moved."""
+    moved = 0
+    for start in range(0, len(external_ids), HISTORY_GROUP):
+        moved += session.execute(
+            update(Order)
+            .where(
+                Order.source == source,
+                Order.external_id.in_(list(external_ids[start : start + HISTORY_GROUP])),
+                Order.member_id == from_member_id,
+            )
+            .values(member_id=to_member_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if moved:
+        _refresh_last_order_at(session, from_member_id)
+        _refresh_last_order_at(session, to_member_id)
+    return moved
 
 
 def _refresh_last_order_at(session: Session, member_id: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,7 +11,6 @@ from json.encoder import encode_basestring as encode_json_string
 from member.legacy.services.normalise import (
     FIELDS,
     MAINLAND_MOBILE,
-    MONEY,
     PHONE_NOISE,
     NormalRow,
     RowNormaliser,
@@ -21,6 +21,8 @@ from member.legacy.services.normalise import (
 # COPY's text format: backslash, tab, newline and carriage return escaped; \N is NULL.
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 COPY_NULL = "\\N"
+# Digits with an optional fraction: an amount parse_fen reads as it is (no symbol, unit, space or grouping).
+_PLAIN_AMOUNT = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
 
 
 def copy_line(head: str, row: NormalRow, stamps: dict[datetime, str]) -> str:
@@ -109,7 +111,7 @@ class CopyRenderer:
         min_width = self._min_width if self._id_column else 1 << 62
         id_i, phone_i, name_i, tier_i, points_i, spend_i, joined_i, active_i = self._columns
         custom_columns = self._custom
-        mobile, money, date_text = MAINLAND_MOBILE.fullmatch, MONEY.fullmatch, self._date_text
+        mobile, money, date_text = MAINLAND_MOBILE.fullmatch, _PLAIN_AMOUNT.fullmatch, self._date_text
         null, escapes, phone_noise = COPY_NULL, COPY_ESCAPES, PHONE_NOISE
         append_line, append_id = lines.append, ids.append
         for row_number, values in rows:
@@ -144,7 +146,6 @@ class CopyRenderer:
                 points = str(int(points))
             spend = values[spend_i].strip() if spend_i is not None else ""
             if spend:
-                # Digits with an optional fraction (what parse_fen matches once it has cleaned the text up).
                 amount = money(spend)
                 if amount is not None:
                     cents = amount.group(2)

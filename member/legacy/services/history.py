@@ -7,13 +7,14 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from member.legacy.errors import InvalidMapping
 from member.legacy.models import ImportBatch, LegacyMember, LegacyOrder
+from member.legacy.services.erasure import ERASED_PHONE_PREFIX
 from member.legacy.services.normalise import (
     DEFAULT_ALIASES,
     IGNORE,
@@ -23,6 +24,7 @@ from member.legacy.services.normalise import (
     parse_legacy_datetime,
 )
 from member.services import orders as order_service
+from scrm.clock import utcnow
 
 #: The order source of carried-over history; external ids are `<members batch>:<legacy order id>`.
 SOURCE = "legacy"
@@ -69,6 +71,8 @@ ORDER_ALIASES: dict[str, tuple[str, ...]] = {
 _ORDER_ALIAS_TO_FIELD = {alias: name for name, aliases in ORDER_ALIASES.items() for alias in aliases}
 # ASCII and full-width semicolons and commas, the ideographic comma and a bar.
 _ITEM_SEPARATORS = re.compile("[;\uff1b|\u3001,\uff0c]")
+#: How far past the import's clock a payment time may lie (exports' clocks and time zones are loose); later is a typo.
+PAID_AT_SLACK = timedelta(days=1)
 #: Orders read and written per statement when history is carried over to already-bound members.
 ATTACH_GROUP = 1000
 
@@ -120,8 +124,9 @@ def build_order_mapping(header: Sequence[str], overrides: Mapping[str, str] | No
 class OrderNormaliser:
     """Turns one orders-file record into an OrderRow, or into the list of reasons it is refused."""
 
-    def __init__(self, mapping: OrderMapping) -> None:
+    def __init__(self, mapping: OrderMapping, *, now: datetime | None = None) -> None:
         self.mapping = mapping
+        self._latest = (now or utcnow()) + PAID_AT_SLACK
         get = mapping.index_of
         self._order = get("order_ref")
         self._member = get("member_ref")
@@ -140,10 +145,11 @@ class OrderNormaliser:
         order_ref = cell(values, self._order)
         if not order_ref:
             reasons.append("missing_order_id")
-        elif len(order_ref) > 64:
+        elif len(order_ref) > 64 or "\x00" in order_ref:
+            # PostgreSQL text cannot hold NUL; an id is refused rather than changed.
             reasons.append("invalid_order_id")
         member_ref = cell(values, self._member)
-        if len(member_ref) > 64:
+        if len(member_ref) > 64 or "\x00" in member_ref:
             reasons.append("invalid_member_ref")
         raw_phone = cell(values, self._phone)
         phone = normalise_phone(raw_phone) if raw_phone else None
@@ -162,11 +168,13 @@ class OrderNormaliser:
         paid_at = parse_legacy_datetime(raw) if raw else None
         if not raw:
             reasons.append("missing_paid_at")
-        elif paid_at is None:
+        elif paid_at is None or paid_at > self._latest:
+            # A payment in the future is a typo (2204 for 2024); as history it would pin the last order date ahead.
             reasons.append("invalid_paid_at")
         if reasons:
             return reasons
-        names = [name.strip() for name in _ITEM_SEPARATORS.split(cell(values, self._items)) if name.strip()]
+        listed = cell(values, self._items).replace("\x00", "")
+        names = [name.strip() for name in _ITEM_SEPARATORS.split(listed) if name.strip()]
         items = json.dumps([{"name": name[:120]} for name in names], ensure_ascii=False) if names else None
         return (row_number, order_ref, member_ref or None, phone, amount, paid_at, items)  # type: ignore[return-value]
 
@@ -197,6 +205,14 @@ UPDATE legacy_order_stage SET legacy_member_id = (
     HAVING count(*) = 1
 ) WHERE member_ref IS NULL AND phone IS NOT NULL
 """
+# An erased member's record (its phone replaced by a marker) takes no new data: its orders are refused.
+# (Joined from the chunk's rows by primary key: the batch's records are not scanned once per chunk.)
+_UNLINK_ERASED = """
+UPDATE legacy_order_stage SET legacy_member_id = NULL
+FROM legacy_members m
+WHERE m.id = legacy_order_stage.legacy_member_id AND m.phone LIKE :erased
+RETURNING legacy_order_stage.row_number
+"""
 _UNLINKED = "SELECT row_number, member_ref FROM legacy_order_stage WHERE legacy_member_id IS NULL"
 _MOVE = """
 INSERT INTO legacy_orders
@@ -211,8 +227,8 @@ RETURNING row_number
 def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> tuple[int, dict[int, list[str]]]:
     """Link a chunk of order rows to their legacy members and store them; returns (inserted, refused rows).
 
-    Refused here: an order whose member is not in the members batch (or whose phone several records share),
-    and an order id seen before in this members batch (the first one stays).
+    Refused here: an order whose member is not in the members batch (or whose phone several records share) or
+    was erased, and an order id seen before in this members batch (the first one stays).
     """
     if not rows:
         return 0, {}
@@ -236,10 +252,12 @@ def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> 
     params = {"batch_id": batch.id, "members_batch_id": batch.parent_id}
     session.execute(text(_LINK_BY_ID), params)
     session.execute(text(_LINK_BY_PHONE), params)
+    erased = session.execute(text(_UNLINK_ERASED), {"erased": f"{ERASED_PHONE_PREFIX}%"}).scalars().all()
     refused: dict[int, list[str]] = {
         row_number: ["unknown_member" if member_ref else "unknown_or_shared_phone"]
         for row_number, member_ref in session.execute(text(_UNLINKED))
     }
+    refused.update((row_number, ["erased_member"]) for row_number in erased)
     inserted = {row_number for (row_number,) in session.execute(text(_MOVE), params)}
     for row in rows:
         if row[0] not in inserted and row[0] not in refused:
@@ -288,13 +306,23 @@ def uncarry_orders(session: Session, *, member_id: int, legacy_member_ids: Seque
     return order_service.remove_history(session, member_id=member_id, source=SOURCE, external_ids=external_ids)
 
 
+def move_orders(session: Session, *, legacy_member_ids: Sequence[int], from_member_id: int, to_member_id: int) -> int:
+    """Move the orders carried from these legacy records to the member the records now belong to."""
+    external_ids = [order.external_id for order in _past_orders(_orders_of(session, legacy_member_ids))]
+    return order_service.move_history(
+        session, source=SOURCE, external_ids=external_ids, from_member_id=from_member_id, to_member_id=to_member_id
+    )
+
+
 def attach_to_bound(session: Session, batch: ImportBatch) -> int:
     """After an orders import has committed: carry its orders to members whose legacy record is bound already.
 
     No order falls between this and a bind: a bind locks its legacy rows FOR UPDATE before it reads their
     orders, and storing an order takes the foreign-key lock on its legacy row, which waits for that bind to
     commit. So an order committed before a bind's read is carried by the bind, and one committed after it
-    belongs to a record already bound when this pass reads. Returns how many orders were new.
+    belongs to a record already bound when this pass reads. An unbind in flight is waited for the same way: the
+    pass locks the records (FOR SHARE, in id order as binds do) and carries only what is still bound then.
+    Returns how many orders were new.
     """
     carried = 0
     last_id = 0
@@ -313,9 +341,22 @@ def attach_to_bound(session: Session, batch: ImportBatch) -> int:
         ).all()
         if not found:
             return carried
+        owners = dict(
+            session.execute(
+                select(LegacyMember.id, LegacyMember.bound_member_id)
+                .where(
+                    LegacyMember.id.in_(sorted({order.legacy_member_id for order, _ in found})),
+                    LegacyMember.bound_member_id.is_not(None),
+                    or_(LegacyMember.status == "bound", LegacyMember.status == "merged"),
+                )
+                .order_by(LegacyMember.id)
+                .with_for_update(read=True)
+            ).all()
+        )
         by_member: dict[int, list[LegacyOrder]] = defaultdict(list)
-        for order, member_id in found:
-            by_member[member_id].append(order)
+        for order, _ in found:
+            if order.legacy_member_id in owners:
+                by_member[owners[order.legacy_member_id]].append(order)
         for member_id, rows in sorted(by_member.items()):
             carried += order_service.record_history(
                 session, member_id=member_id, source=SOURCE, orders=_past_orders(rows)
@@ -331,6 +372,7 @@ __all__ = [
     "attach_to_bound",
     "build_order_mapping",
     "carry_orders",
+    "move_orders",
     "stage_orders",
     "uncarry_orders",
 ]

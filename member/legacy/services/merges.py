@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from member.legacy.models import LegacyBinding, LegacyMember
+from member.legacy.services import history
 from member.models import MemberMerge
 
 #: Keys of a member merge's `moved` record that this module writes.
@@ -37,7 +38,9 @@ def follow_merge(session: Session, *, merge_id: int) -> dict[str, list[int]]:
 
 
 def follow_unmerge(session: Session, *, merge_id: int) -> dict[str, list[int]]:
-    """Give the source member back the legacy bindings and records its merge moved (those still on the survivor)."""
+    """Give the source member back the legacy bindings and records its merge moved (those still on the survivor),
+    and the records' carried orders: the loyalty unmerge returns only the orders the merge moved, not those an
+    orders import carried to the survivor in between."""
     merge = session.get(MemberMerge, merge_id)
     if merge is None or MERGE_MOVED_KEY not in merge.moved:
         return {"bindings": [], "records": []}
@@ -52,6 +55,9 @@ def follow_unmerge(session: Session, *, merge_id: int) -> dict[str, list[int]]:
             session, LegacyMember, LegacyMember.bound_member_id, merge.survivor_id, merge.source_id, moved["records"]
         ),
     }
+    history.move_orders(
+        session, legacy_member_ids=returned["records"], from_member_id=merge.survivor_id, to_member_id=merge.source_id
+    )
     merge.moved = {**merge.moved, UNMERGE_RETURNED_KEY: returned}
     session.flush()
     return returned

@@ -104,8 +104,10 @@ MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
 PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
 _DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
-_MONEY_NOISE = str.maketrans("", "", ",\uff0c¥￥元 \u3000")
-MONEY = re.compile(r"(\d{1,16})(?:\.(\d{1,2})0*)?")
+_MONEY_NOISE = str.maketrans("", "", "¥￥元 \u3000")
+# A comma groups thousands ("1,234.50"); anywhere else ("12,50", a decimal comma) it is not an amount we can read.
+_MONEY = re.compile(r"(\d{1,16}|\d{1,3}(?:[,\uff0c]\d{3}){1,4})(?:\.(\d{1,2})0*)?")
+_THOUSANDS = str.maketrans("", "", ",\uff0c")
 _NAME_SPACE = re.compile(r"\s+")
 
 _UNSET = object()
@@ -140,18 +142,23 @@ def parse_legacy_datetime(raw: str) -> datetime | None:
         return None
     parts = [int(p) if p else 0 for p in match.groups()]
     try:
-        return datetime(*parts, tzinfo=LEGACY_TZ)
-    except ValueError:
+        value = datetime(*parts, tzinfo=LEGACY_TZ)
+        # Early on 0001-01-01 in China is still year 0 in UTC: stored, it could never be read back.
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return value
 
 
 def parse_fen(raw: str) -> int | None:
     """Yuan as written ("1,234.50", "¥88", "12.5元") to integer fen; None when it is not an amount."""
-    match = MONEY.fullmatch(raw.translate(_MONEY_NOISE))
+    match = _MONEY.fullmatch(raw.translate(_MONEY_NOISE))
     if not match:
         return None
-    cents = match.group(2) or ""
-    return int(match.group(1)) * 100 + int(cents.ljust(2, "0"))
+    whole, cents = match.group(1, 2)
+    if len(whole) > 3 and not whole.isdigit():
+        whole = whole.translate(_THOUSANDS)
+    return int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
 
 
 def parse_points(raw: str) -> int | None:

@@ -165,7 +165,7 @@ def apply_prepared(
         session.execute(
             insert(LegacyRowError),
             [
-                {"batch_id": batch_id, "row_number": n, "reasons": ";".join(r), "raw": "\t".join(raw_by_row[n])}
+                {"batch_id": batch_id, "row_number": n, "reasons": ";".join(r), "raw": _raw_text(raw_by_row[n])}
                 for n, r in sorted(bad.items())
             ],
         )
@@ -186,6 +186,11 @@ def apply_prepared(
         finish_batch(session, batch, now=now)
     session.flush()
     return ChunkOutcome(rows=len(chunk.rows), inserted=inserted, invalid=len(bad), eof=chunk.eof)
+
+
+def _raw_text(values: list[str]) -> str:
+    # PostgreSQL text cannot hold NUL: it shows as the replacement character, as undecodable bytes do.
+    return "\t".join(values).replace("\x00", "\ufffd")
 
 
 def _stage_members(

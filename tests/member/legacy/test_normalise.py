@@ -47,6 +47,9 @@ def test_phones_normalise_to_e164(raw, e164):
         ("2024-02-30", None),
         ("05/03/2024", None),
         ("yesterday", None),
+        # Before 08:00 on 0001-01-01 China time is year 0 in UTC: PostgreSQL stores it as BC, Python cannot read it.
+        ("0001-01-01", None),
+        ("9999-12-31 23:59", "9999-12-31T15:59:00+00:00"),
     ],
 )
 def test_dates_are_read_as_china_time(raw, utc):
@@ -64,6 +67,10 @@ def test_dates_are_read_as_china_time(raw, utc):
         ("100.00", 10000),
         ("-5", None),
         ("1.234", None),
+        ("１，２３４，５６７.８", 123456780),
+        ("12,50", None),
+        ("1,2,3", None),
+        ("1234,567", None),
     ],
 )
 def test_spend_in_yuan_becomes_fen(raw, fen):
