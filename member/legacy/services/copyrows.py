@@ -179,6 +179,9 @@ class CopyRenderer:
                 if parts:
                     custom = "{" + ", ".join(parts) + "}"
                     if "\\" in custom:
+                        if "\\u0000" in custom:
+                            general(row_number, values)
+                            continue
                         custom = custom.translate(escapes)
             append_line(
                 f"{head}{row_number}\t{legacy_id}\t+86{match.group(1)}\t{name[:80] if name else null}\t"

@@ -109,6 +109,10 @@ _MONEY_NOISE = str.maketrans("", "", "¥￥元 \u3000")
 _MONEY = re.compile(r"(\d{1,16}|\d{1,3}(?:[,\uff0c]\d{3}){1,4})(?:\.(\d{1,2})0*)?")
 _THOUSANDS = str.maketrans("", "", ",\uff0c")
 _NAME_SPACE = re.compile(r"\s+")
+#: NUL cannot be stored in PostgreSQL text or jsonb (nor sent through COPY): broken exports hold it; a legacy
+#: id with one is refused, other text loses it.
+NUL = "\x00"
+_JSON_NUL = "\\u0000"
 
 _UNSET = object()
 
@@ -272,7 +276,7 @@ class RowNormaliser:
             legacy_id = values[index].strip() if index < width else ""
             if not legacy_id:
                 reasons.append("missing_legacy_id")
-            elif len(legacy_id) > 64:
+            elif len(legacy_id) > 64 or NUL in legacy_id:
                 reasons.append("invalid_legacy_id")
         index = self._phone
         raw = values[index].strip() if index is not None and index < width else ""
@@ -287,9 +291,11 @@ class RowNormaliser:
         index = self._name
         name = values[index].strip() if index is not None and index < width else ""
         if name:
-            name = _NAME_SPACE.sub(" ", name)[:80]
+            name = _NAME_SPACE.sub(" ", name.replace(NUL, "") if NUL in name else name)[:80]
         index = self._tier
         tier = values[index].strip()[:32] if index is not None and index < width else ""
+        if NUL in tier:
+            tier = tier.replace(NUL, "")
         index = self._points
         raw = values[index].strip() if index is not None and index < width else ""
         points = (int(raw) if raw.isdecimal() and len(raw) <= 18 else parse_points(raw)) if raw else 0
@@ -321,6 +327,8 @@ class RowNormaliser:
             ]
             if parts:
                 custom = "{" + ", ".join(parts) + "}"
+                if _JSON_NUL in custom:
+                    custom = custom.replace(_JSON_NUL, "")
         return (row_number, legacy_id, phone, name or None, tier or None, points, spend, joined, active, custom)  # type: ignore[return-value]
 
 

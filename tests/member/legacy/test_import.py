@@ -209,3 +209,31 @@ def test_clean_chunks_copy_straight_in_and_a_later_repeated_id_is_still_reported
     assert session.scalar(select(LegacyRowError.row_number).where(LegacyRowError.batch_id == batch_id)) == 2502
     first = session.scalar(select(LegacyMember).where(LegacyMember.legacy_id == "C00010"))
     assert (first.row_number, first.total_spend_fen, first.custom_fields) == (12, 150, {})
+
+
+def test_nul_characters_of_a_broken_export_neither_stop_the_import_nor_reach_the_database(db, session, tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(
+        "会员编号,手机号,姓名,等级,喜好\n"
+        "A\x001,13900000001,甲,金卡,茶\n"  # the id holds NUL: refused
+        "A2,13900000002,乙\x00乙,金\x00卡,红\x00茶\n"  # text loses it
+        "A3,139\x0000000003,丙,,\n"  # a phone with NUL is no phone
+        "A4,13900000004,丁,,\n".encode()
+    )
+    batch_id = _import(db, path)
+    batch = session.get(ImportBatch, batch_id)
+    assert (batch.status, batch.valid_count, batch.invalid_by_reason) == (
+        "done",
+        2,
+        {"invalid_legacy_id": 1, "invalid_phone": 1},
+    )
+    stored = session.execute(
+        select(LegacyMember.legacy_id, LegacyMember.name, LegacyMember.tier, LegacyMember.custom_fields)
+        .where(LegacyMember.batch_id == batch_id)
+        .order_by(LegacyMember.row_number)
+    ).all()
+    assert [tuple(row) for row in stored] == [("A2", "乙乙", "金卡", {"喜好": "红茶"}), ("A4", "丁", None, {})]
+    raws = session.scalars(
+        select(LegacyRowError.raw).where(LegacyRowError.batch_id == batch_id).order_by(LegacyRowError.row_number)
+    ).all()
+    assert raws[0].startswith("A\ufffd1\t")
