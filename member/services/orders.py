@@ -343,7 +343,12 @@ def move_history(
 
 
 def _refresh_last_order_at(session: Session, member_id: int) -> None:
-    member = session.get(Member, member_id)
-    if member is not None:
-        member.last_order_at = session.scalar(select(func.max(Order.paid_at)).where(Order.member_id == member_id))
-        session.flush()
+    latest = session.scalar(select(func.max(Order.paid_at)).where(Order.member_id == member_id))
+    # A statement, not an attribute set: a Member loaded earlier in this session may hold a stale date, and
+    # setting that same value again would write nothing.
+    session.execute(
+        update(Member)
+        .where(Member.id == member_id)
+        .values(last_order_at=latest)
+        .execution_options(synchronize_session="evaluate")
+    )
