@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from member import signals
 from member.errors import MemberNotFound, OrderConflict, OrderNotFound, RefundTooLarge
@@ -350,5 +351,8 @@ def _refresh_last_order_at(session: Session, member_id: int) -> None:
         update(Member)
         .where(Member.id == member_id)
         .values(last_order_at=latest)
-        .execution_options(synchronize_session="evaluate")
+        .execution_options(synchronize_session=False)
     )
+    loaded = session.identity_map.get(session.identity_key(Member, member_id))
+    if loaded is not None:
+        set_committed_value(loaded, "last_order_at", latest)
