@@ -100,8 +100,17 @@ _HEADER_NOISE = str.maketrans("", "", " _-\u3000\ufeff\t")
 #: Legacy CRMs export local (China Standard) time without an offset.
 LEGACY_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 
-MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9]\d{9})")
-PHONE_NOISE = str.maketrans("", "", " -()\u3000\t.")
+# ASCII digits only: `\d` would take full-width and other scripts' digits as they are, and store a phone no
+# verified (ASCII) number ever matches.
+MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1[3-9][0-9]{9})")
+#: Spaces, dashes, brackets and dots go; full-width digits and plus (common in Chinese exports) become ASCII.
+PHONE_NOISE = str.maketrans(
+    {
+        **dict.fromkeys(map(ord, " -()\u3000\t."), None),
+        **{0xFF10 + digit: ord("0") + digit for digit in range(10)},
+        0xFF0B: ord("+"),
+    }
+)
 _DATE = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?")
 _COMPACT_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
 _MONEY_NOISE = str.maketrans("", "", "¥￥元 \u3000")

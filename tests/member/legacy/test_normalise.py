@@ -118,3 +118,13 @@ def test_encoding_and_delimiter_detection():
     assert sniff_delimiter(b"a\tb\n1\t2\n", "utf-8") == "\t"
     with pytest.raises(UnreadableFile):
         detect_encoding(text.encode("utf-16"))
+
+
+def test_full_width_and_mixed_digits_become_an_ascii_e164_phone():
+    assert normalise_phone("１３９ ０００ ０００ ０１") == "+8613900000001"
+    assert normalise_phone("1３900000001") == "+8613900000001"
+    assert normalise_phone("＋８６" + "１３９０００００００１") == "+8613900000001"
+    # Digits of other scripts are never stored as they are: ASCII E.164, or refused.
+    for raw in ("١٣٩٠٠٠٠٠٠٠١", "१३९००००००००१"):
+        phone = normalise_phone(raw)
+        assert phone is None or (phone.isascii() and phone.startswith("+"))
