@@ -224,14 +224,31 @@ RETURNING row_number
 """
 
 
-def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> tuple[int, dict[int, list[str]]]:
-    """Link a chunk of order rows to their legacy members and store them; returns (inserted, refused rows).
+# Rows whose order id the members batch holds already with the same member, amount and payment time.
+_IDENTICAL = """
+SELECT s.row_number FROM legacy_order_stage s
+JOIN legacy_orders o ON o.members_batch_id = :members_batch_id AND o.order_ref = s.order_ref
+WHERE o.legacy_member_id = s.legacy_member_id AND o.amount_fen = s.amount_fen AND o.paid_at = s.paid_at
+"""
+
+
+@dataclass(frozen=True)
+class StagedOrders:
+    inserted: int
+    #: Rows stored before, identically (overlapping exports): valid, not stored again, not reported.
+    already: int
+    refused: dict[int, list[str]]
+
+
+def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> StagedOrders:
+    """Link a chunk of order rows to their legacy members and store them.
 
     Refused here: an order whose member is not in the members batch (or whose phone several records share) or
-    was erased, and an order id seen before in this members batch (the first one stays).
+    was erased, and an order id stored before in this members batch with another member, amount or payment
+    time (the first one stays). The same order again, identical, is counted as there already.
     """
     if not rows:
-        return 0, {}
+        return StagedOrders(0, 0, {})
     connection = session.connection()
     if session.get_bind().dialect.name == "postgresql":
         connection.exec_driver_sql(_PG_STAGE)
@@ -259,11 +276,12 @@ def stage_orders(session: Session, batch: ImportBatch, rows: list[OrderRow]) -> 
     }
     refused.update((row_number, ["erased_member"]) for row_number in erased)
     inserted = {row_number for (row_number,) in session.execute(text(_MOVE), params)}
+    same = set(session.scalars(text(_IDENTICAL), params)) - inserted
     for row in rows:
-        if row[0] not in inserted and row[0] not in refused:
+        if row[0] not in inserted and row[0] not in refused and row[0] not in same:
             refused[row[0]] = ["duplicate_order_id"]
     session.execute(text("DELETE FROM legacy_order_stage"))
-    return len(inserted), refused
+    return StagedOrders(len(inserted), len(same - refused.keys()), refused)
 
 
 def _sqlite_time(value: datetime) -> str:

@@ -154,11 +154,13 @@ def apply_prepared(
         return None
     bad = dict(prepared.bad)
     raw_by_row = dict(prepared.raw_by_row)
+    already = 0
     if batch.kind == "orders":
-        inserted, refused = history.stage_orders(session, batch, prepared.good)  # type: ignore[arg-type]
-        bad.update(refused)
+        staged = history.stage_orders(session, batch, prepared.good)  # type: ignore[arg-type]
+        inserted, already = staged.inserted, staged.already
+        bad.update(staged.refused)
         values_by_row = dict(chunk.rows)
-        raw_by_row.update((row_number, values_by_row[row_number]) for row_number in refused)
+        raw_by_row.update((row_number, values_by_row[row_number]) for row_number in staged.refused)
     else:
         inserted = _stage_members(session, batch_id, prepared, bad, raw_by_row)
     if bad:
@@ -177,7 +179,7 @@ def apply_prepared(
     batch.rows_done = chunk.end_row
     batch.resume_offset = chunk.end_offset
     batch.progress_done = chunk.progress
-    batch.valid_count += inserted
+    batch.valid_count += inserted + already
     batch.inserted_count += inserted
     batch.invalid_count += len(bad)
     batch.status = "running"

@@ -50,7 +50,7 @@ def test_cli_imports_order_history_on_sqlite(tmp_path, monkeypatch):
     orders = tmp_path / "orders.csv"
     orders.write_text(
         "订单号,手机号,金额,下单时间\nO1,13800138000,9.90,2024-01-02\nO2,13700137000,1,2024-01-02\n"
-        "O1,13800138000,9.90,2024-01-02\n",
+        "O1,13800138000,9.91,2024-01-02\n",
         encoding="utf-8",
     )
     runner = CliRunner()

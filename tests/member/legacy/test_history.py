@@ -324,3 +324,17 @@ def test_orders_stored_while_a_bind_is_in_flight_reach_the_member_once(committed
         assert session.scalars(select(Order.external_id).where(Order.member_id == member_id)).all() == [
             f"{members_id}:O1"
         ]
+
+
+def test_an_overlapping_export_adds_its_new_orders_and_reports_only_real_clashes(db, session, members_batch, tmp_path):
+    import_file(db, write(tmp_path / "orders-2024.csv", ORDERS), orders_of=members_batch)
+    overlap = [
+        ORDERS[0],
+        ORDERS[1],  # O1 again, identical: there already
+        ["O2", "A1", "", "67", "2025-06-30", ""],  # O2 again with another amount: a clash
+        ["O11", "A3", "", "9.90", "2025-07-01", ""],  # new
+    ]
+    batch_id = import_file(db, write(tmp_path / "orders-2025.csv", overlap), orders_of=members_batch)
+    batch = session.get(ImportBatch, batch_id)
+    assert (batch.valid_count, batch.inserted_count, batch.invalid_by_reason) == (2, 1, {"duplicate_order_id": 1})
+    assert session.scalar(select(func.count()).where(LegacyOrder.batch_id == batch_id)) == 1
