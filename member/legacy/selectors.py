@@ -22,6 +22,11 @@ from member.legacy.models import (
 from scrm.clock import utcnow
 
 
+def file_in_use(session: Session, stored_path: str) -> bool:
+    """Whether a batch reads the uploaded file at `stored_path` (uploads are named by content hash)."""
+    return session.scalar(select(ImportBatch.id).where(ImportBatch.stored_path == stored_path).limit(1)) is not None
+
+
 def batches_query() -> Select[Any]:
     return select(ImportBatch).order_by(ImportBatch.id.desc())
 

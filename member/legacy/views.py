@@ -34,7 +34,7 @@ from member.legacy.services.conflicts import reopen_conflict, resolve_conflict
 from scrm import audit
 from scrm.context import db_session, ext
 from scrm.db import paginate
-from scrm.errors import InvalidInput
+from scrm.errors import DomainError, InvalidInput
 from scrm.guards import current_staff, staff_actor
 from scrm.http import PageArgsSchema, accepts_upload, page_schema, staff_route
 
@@ -104,16 +104,22 @@ class ImportsView(MethodView):
         upload = files["file"]
         stored, digest = _store_upload(upload)
         session = db_session()
-        handle = open_batch(
-            session,
-            path=stored,
-            filename=Path(upload.filename or stored.name).name,
-            mapping=form.get("mapping"),
-            dry_run=form["dry_run"],
-            created_by=current_staff().id,
-            digest=digest,
-            orders_of=form.get("orders_of"),
-        )
+        try:
+            handle = open_batch(
+                session,
+                path=stored,
+                filename=Path(upload.filename or stored.name).name,
+                mapping=form.get("mapping"),
+                dry_run=form["dry_run"],
+                created_by=current_staff().id,
+                digest=digest,
+                orders_of=form.get("orders_of"),
+            )
+        except DomainError:
+            # A refused upload leaves no file behind, unless an earlier batch of the same content reads it.
+            if not selectors.file_in_use(session, str(stored)):
+                stored.unlink(missing_ok=True)
+            raise
         batch = handle.batch
         if batch.status != "done":
             start_import(session, batch)

@@ -198,3 +198,19 @@ def test_order_history_upload_reaches_bound_members(client, staff, session, fact
     assert no_amount.status_code == 422
     assert no_amount.json["error"]["details"]["missing"] == ["amount", "paid_at"]
     assert upload(client, admin, orders.encode(), orders_of="x").status_code == 422
+
+
+def test_a_refused_upload_leaves_no_file_but_keeps_one_a_batch_reads(client, staff, config):
+    from pathlib import Path
+
+    admin = staff.headers("admin")
+    uploads = Path(config.legacy_upload_dir)
+    assert upload(client, admin, "姓名,城市\n张三,上海\n".encode()).status_code == 422
+    assert list(uploads.glob("*.csv")) == []
+    content = "会员编号,手机号\nA1,13800138000\n".encode()
+    assert upload(client, admin, content).status_code == 202
+    kept = list(uploads.glob("*.csv"))
+    # The same content again, refused this time (an unknown mapping field): the batch's file stays.
+    refused = upload(client, admin, content, mapping=json.dumps({"手机号": "mobile_no"}))
+    assert refused.status_code == 422
+    assert list(uploads.glob("*.csv")) == kept
